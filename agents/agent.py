@@ -1,0 +1,106 @@
+"""The `Agent`: torso → recurrent core → policy and value heads, one batched step at a time.
+
+The core reads ``[torso(obs_t), one_hot(a_{t-1}), clip(r_{t-1})]`` as in IMPALA
+(Espeholt et al. 2018, §5). ``first`` marks observations that begin an episode: for those
+rows the core state is reset and the previous action and reward are zeroed *before* the
+step, so an episode never sees its predecessor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from agents.core import RecurrentCore, State
+
+
+@dataclass
+class AgentOutput:
+    """One step's outputs.
+
+    Attributes:
+        logits: ``[B, A]`` unnormalised policy log-probabilities.
+        value: ``[B]`` state-value estimate V(x_t).
+        decisions: stochastic internal choices ``[B, ...]`` to replay on the learner.
+        aux_losses: per-sequence auxiliary losses ``[B]`` from the core.
+        telemetry: detached per-sequence values for dashboards.
+    """
+
+    logits: torch.Tensor
+    value: torch.Tensor
+    decisions: dict[str, torch.Tensor] = field(default_factory=dict)
+    aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    telemetry: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Agent(nn.Module):
+    """Composes a torso, a :class:`RecurrentCore` and linear heads.
+
+    Args:
+        torso: maps ``[B, *observation_shape]`` to ``[B, torso.output_size]``.
+        core_factory: ``core_factory(input_size) -> RecurrentCore``; the input size is
+            the torso's output plus the one-hot previous action and the previous reward.
+        num_actions: size of the discrete action space A.
+        reward_clip: previous rewards are clamped to ``[-reward_clip, reward_clip]``
+            before they enter the core.
+    """
+
+    def __init__(self, torso: nn.Module, core_factory, num_actions: int, reward_clip: float = 1.0):
+        super().__init__()
+        self.torso = torso
+        self.num_actions = num_actions
+        self.reward_clip = reward_clip
+        self.core: RecurrentCore = core_factory(torso.output_size + num_actions + 1)
+        self.policy_head = nn.Linear(self.core.output_size, num_actions)
+        self.value_head = nn.Linear(self.core.output_size, 1)
+
+    def initial_state(self, batch_size: int, device: torch.device | None = None) -> State:
+        return self.core.initial_state(batch_size, device)
+
+    def pack_state(self, state: State) -> dict[str, torch.Tensor]:
+        return self.core.pack_state(state)
+
+    def unpack_state(self, packed: dict[str, torch.Tensor]) -> State:
+        return self.core.unpack_state(packed)
+
+    def step(
+        self,
+        obs: torch.Tensor,
+        prev_action: torch.Tensor,
+        prev_reward: torch.Tensor,
+        done: torch.Tensor,
+        state: State,
+        replay: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[AgentOutput, State]:
+        """One batched time step.
+
+        Args:
+            obs: ``[B, *obs_shape]`` (uint8 frames or float vectors).
+            prev_action: ``[B]`` int64, the action taken before ``obs``.
+            prev_reward: ``[B]`` float, the raw reward received before ``obs``.
+            done: ``[B]`` bool, True where ``obs`` is the first of a new episode.
+            state: the core state before this step.
+            replay: decisions recorded by the actor for this step, or None to sample.
+        """
+        done = done.bool()
+        state = self.core.reset_where(state, done)
+        keep = (~done).float()
+        action_one_hot = F.one_hot(prev_action.long(), self.num_actions).float() * keep[:, None]
+        reward = prev_reward.float().clamp(-self.reward_clip, self.reward_clip) * keep
+        core_input = torch.cat([self.torso(obs), action_one_hot, reward[:, None]], dim=1)
+        core_out, new_state = self.core(core_input, state, replay)
+        logits = core_out.policy_logits
+        if logits is None:
+            logits = self.policy_head(core_out.features)
+        value = self.value_head(core_out.features).squeeze(1)
+        output = AgentOutput(
+            logits=logits,
+            value=value,
+            decisions=core_out.decisions,
+            aux_losses=core_out.aux_losses,
+            telemetry=core_out.telemetry,
+        )
+        return output, new_state

@@ -1,0 +1,99 @@
+"""Observation encoders ("torsos").
+
+* :class:`ShallowTorso`: the IMPALA / A3C shallow conv net (Mnih et al. 2016):
+  16 8×8/4 → 32 4×4/2 → FC 256, ReLU.
+* :class:`DeepTorso`: the IMPALA deep ResNet (Espeholt et al. 2018, Fig. 3): three
+  sections of conv 3×3 → max-pool 3×3/2 → two residual blocks, channels (16, 32, 32),
+  then FC 256.
+* :class:`VectorTorso`: a two-layer MLP for flat float observations (the cheap envs).
+
+Image inputs are ``uint8`` ``[B, C, H, W]`` and are scaled to [0, 1] here, so frames stay
+``uint8`` everywhere before the encoder.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def _scale_frames(frames: torch.Tensor) -> torch.Tensor:
+    return frames.float() * (1.0 / 255.0)
+
+
+class ShallowTorso(nn.Module):
+    def __init__(self, observation_shape: tuple[int, ...], output_size: int = 256):
+        super().__init__()
+        channels, height, width = observation_shape
+        self.convs = nn.Sequential(
+            nn.Conv2d(channels, 16, kernel_size=8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, kernel_size=4, stride=2),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, channels, height, width)).shape[1]
+        self.fc = nn.Linear(flat, output_size)
+        self.output_size = output_size
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames`` ``[B, C, H, W]`` uint8 -> ``[B, output_size]``."""
+        return F.relu(self.fc(self.convs(_scale_frames(frames))))
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv1(F.relu(self.conv0(F.relu(x))))
+
+
+class DeepTorso(nn.Module):
+    def __init__(
+        self,
+        observation_shape: tuple[int, ...],
+        output_size: int = 256,
+        channels: tuple[int, ...] = (16, 32, 32),
+    ):
+        super().__init__()
+        in_channels, height, width = observation_shape
+        sections = []
+        for out_channels in channels:
+            sections += [
+                nn.Conv2d(in_channels, out_channels, 3, padding=1),
+                nn.MaxPool2d(3, stride=2, padding=1),
+                _ResidualBlock(out_channels),
+                _ResidualBlock(out_channels),
+            ]
+            in_channels = out_channels
+        self.sections = nn.Sequential(*sections, nn.ReLU(), nn.Flatten())
+        with torch.no_grad():
+            flat = self.sections(torch.zeros(1, observation_shape[0], height, width)).shape[1]
+        self.fc = nn.Linear(flat, output_size)
+        self.output_size = output_size
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames`` ``[B, C, H, W]`` uint8 -> ``[B, output_size]``."""
+        return F.relu(self.fc(self.sections(_scale_frames(frames))))
+
+
+class VectorTorso(nn.Module):
+    def __init__(self, observation_shape: tuple[int, ...], output_size: int = 64):
+        super().__init__()
+        (size,) = observation_shape
+        self.layers = nn.Sequential(
+            nn.Linear(size, output_size), nn.ReLU(), nn.Linear(output_size, output_size), nn.ReLU()
+        )
+        self.output_size = output_size
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        """``observations`` ``[B, D]`` -> ``[B, output_size]``."""
+        return self.layers(observations.float())
+
+
+TORSOS = {"shallow": ShallowTorso, "deep": DeepTorso, "mlp": VectorTorso}

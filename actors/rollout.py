@@ -1,0 +1,171 @@
+"""`RolloutWorker`: steps a vector of environments with a CPU copy of the agent.
+
+It is a plain class so tests can drive it in-process; the driver wraps it with
+``ray.remote`` to make the ``RolloutActor``. Each :meth:`RolloutWorker.unroll` call
+produces one encoded :class:`~actors.wire.Rollout` of ``unroll_length`` steps.
+
+The worker keeps the agent's output for the newest observation between calls: the
+last step of one rollout (x_T, used by the learner only to bootstrap) is acted on as the
+first step of the next, so every action is sampled exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from actors import wire
+
+
+@dataclass
+class PublishedWeights:
+    """A versioned handle on the learner's weights.
+
+    ``source`` is a one-element list holding either a Ray ``ObjectRef`` or the state
+    dict itself; the list keeps Ray from fetching the weights when the version is
+    unchanged.
+    """
+
+    version: int
+    source: list
+
+    def resolve(self) -> dict[str, torch.Tensor]:
+        (item,) = self.source
+        if isinstance(item, dict):
+            return item
+        import ray
+
+        return ray.get(item)
+
+
+def _to_numpy(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    return {name: value.detach().cpu().numpy() for name, value in tensors.items()}
+
+
+class RolloutWorker:
+    """Owns ``env_factory()`` (a vector env) and ``agent_factory()`` (an ``Agent``).
+
+    Args:
+        actor_id: index reported in every rollout.
+        env_factory: builds the vector env (not yet reset).
+        agent_factory: builds the agent; weights arrive through :meth:`unroll`.
+        unroll_length: T, agent steps per rollout.
+        seed: seeds the env reset, action sampling and the core's own sampling.
+        torch_threads: intra-op threads for inference (1 keeps actors out of each
+            other's way on small machines).
+    """
+
+    def __init__(
+        self,
+        actor_id: int,
+        env_factory: Callable[[], Any],
+        agent_factory: Callable[[], torch.nn.Module],
+        unroll_length: int,
+        seed: int,
+        torch_threads: int = 1,
+    ):
+        torch.set_num_threads(torch_threads)
+        torch.manual_seed(seed)
+        self.actor_id = actor_id
+        self.unroll_length = unroll_length
+        self.env = env_factory()
+        self.agent = agent_factory()
+        self.agent.eval()
+        self.policy_version = -1
+        observations, _ = self.env.reset(seed=seed)
+        self.num_envs = len(observations)
+        self._observation = observations
+        self._first = np.ones(self.num_envs, bool)
+        self._prev_action = np.zeros(self.num_envs, np.int64)
+        self._prev_reward = np.zeros(self.num_envs, np.float32)
+        self._state = self.agent.initial_state(self.num_envs)
+        self._pending = None  # (AgentOutput, next state) for the current observation
+        self._episode_return = np.zeros(self.num_envs, np.float64)
+        self._episode_length = np.zeros(self.num_envs, np.int64)
+
+    def set_weights(self, weights: PublishedWeights) -> None:
+        if weights.version != self.policy_version:
+            self.agent.load_state_dict(weights.resolve())
+            self.policy_version = weights.version
+            self._pending = None  # recompute the current output with the new policy
+
+    def _act(self):
+        if self._pending is None:
+            output, next_state = self.agent.step(
+                torch.from_numpy(self._observation),
+                torch.from_numpy(self._prev_action),
+                torch.from_numpy(self._prev_reward),
+                torch.from_numpy(self._first),
+                self._state,
+            )
+            self._pending = (output, next_state)
+        return self._pending
+
+    @torch.inference_mode()
+    def unroll(self, weights: PublishedWeights | None = None) -> bytes:
+        """Run T steps and return the encoded rollout."""
+        if weights is not None:
+            self.set_weights(weights)
+        T, B = self.unroll_length, self.num_envs
+        observations = np.empty((T + 1, *self._observation.shape), self._observation.dtype)
+        firsts = np.empty((T + 1, B), bool)
+        actions = np.empty((T, B), np.int64)
+        rewards = np.empty((T, B), np.float32)
+        logits, decisions, telemetry = [], [], []
+        initial_state = _to_numpy(self.agent.pack_state(self._state))
+        initial_prev_action = self._prev_action.copy()
+        initial_prev_reward = self._prev_reward.copy()
+        finished_returns: list[float] = []
+        finished_lengths: list[int] = []
+
+        for t in range(T + 1):
+            output, next_state = self._act()
+            observations[t] = self._observation
+            firsts[t] = self._first
+            logits.append(output.logits)
+            decisions.append(output.decisions)
+            telemetry.append(output.telemetry)
+            if t == T:
+                break
+            action = torch.multinomial(torch.softmax(output.logits, dim=-1), 1).squeeze(1).numpy()
+            observation, reward, terminated, truncated, _ = self.env.step(action)
+            done = np.logical_or(terminated, truncated)
+            reward = np.asarray(reward, np.float32)
+            actions[t], rewards[t] = action, reward
+            self._episode_return += reward
+            self._episode_length += 1
+            for env in np.flatnonzero(done):
+                finished_returns.append(float(self._episode_return[env]))
+                finished_lengths.append(int(self._episode_length[env]))
+            self._episode_return[done] = 0.0
+            self._episode_length[done] = 0
+            self._observation = observation
+            self._first = done
+            self._prev_action = action.astype(np.int64)
+            self._prev_reward = reward
+            self._state = next_state
+            self._pending = None
+
+        rollout = wire.Rollout(
+            actor_id=self.actor_id,
+            policy_version=self.policy_version,
+            observations=observations,
+            firsts=firsts,
+            actions=actions,
+            rewards=rewards,
+            behaviour_logits=torch.stack(logits).numpy().astype(np.float32),
+            initial_prev_action=initial_prev_action,
+            initial_prev_reward=initial_prev_reward,
+            initial_state=initial_state,
+            decisions={name: torch.stack([d[name] for d in decisions]).numpy() for name in decisions[0]},
+            episode_returns=np.asarray(finished_returns, np.float64),
+            episode_lengths=np.asarray(finished_lengths, np.int64),
+            telemetry={name: torch.stack([d[name] for d in telemetry]).numpy() for name in telemetry[0]},
+        )
+        return wire.encode(rollout)
+
+    def ping(self) -> int:
+        return self.actor_id

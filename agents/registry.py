@@ -1,0 +1,37 @@
+"""Build an `Agent` from plain settings; the config layer calls this, as do actors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.agent import Agent
+from agents.lstm_core import LSTMCore
+from agents.torsos import TORSOS
+
+
+def _core_factory(core: str, num_actions: int, options: dict[str, Any]):
+    if core == "lstm":
+        return lambda input_size: LSTMCore(input_size, **options)
+    raise ValueError(f"unknown core {core!r}; known cores: {', '.join(CORES)}")
+
+
+CORES = ("lstm",)
+
+
+def build_agent(
+    observation_shape: tuple[int, ...],
+    num_actions: int,
+    *,
+    torso: str = "auto",
+    torso_size: int = 256,
+    core: str = "lstm",
+    core_options: dict[str, Any] | None = None,
+    reward_clip: float = 1.0,
+) -> Agent:
+    """``torso="auto"`` picks ``shallow`` for image observations and ``mlp`` for vectors."""
+    if torso == "auto":
+        torso = "shallow" if len(observation_shape) == 3 else "mlp"
+    if torso not in TORSOS:
+        raise ValueError(f"unknown torso {torso!r}; known torsos: {', '.join(TORSOS)}")
+    encoder = TORSOS[torso](tuple(observation_shape), output_size=torso_size)
+    return Agent(encoder, _core_factory(core, num_actions, dict(core_options or {})), num_actions, reward_clip)

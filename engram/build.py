@@ -1,0 +1,70 @@
+"""Compose envs, agents and learners from a validated `Config` (no algorithm logic here)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from agents.registry import build_agent
+from engram.config import Config
+from envs.registry import make_vector_env
+from learners.learner import LearnerSettings
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    observation_shape: tuple[int, ...]
+    num_actions: int
+
+
+def env_factory(config: Config, seed: int, num_envs: int | None = None):
+    """A picklable zero-argument builder of the configured vector env."""
+    return functools.partial(
+        make_vector_env,
+        config.env.kind,
+        num_envs or config.env.num_envs,
+        seed=seed,
+        options=config.env.factory_options(),
+    )
+
+
+def probe_env(config: Config) -> EnvSpec:
+    """Build one env briefly to read the observation shape and action count."""
+    env = env_factory(config, seed=config.run.seed, num_envs=1)()
+    try:
+        return EnvSpec(tuple(env.single_observation_space.shape), int(env.single_action_space.n))
+    finally:
+        env.close()
+
+
+def agent_factory(config: Config, spec: EnvSpec):
+    """A picklable zero-argument builder of the configured agent."""
+    return functools.partial(
+        build_agent,
+        spec.observation_shape,
+        spec.num_actions,
+        torso=config.agent.torso,
+        torso_size=config.agent.torso_size,
+        core=config.agent.core,
+        core_options=config.agent.core_options(),
+        reward_clip=config.learner.reward_clip or float("inf"),
+    )
+
+
+def learner_settings(config: Config) -> LearnerSettings:
+    learner = config.learner
+    return LearnerSettings(
+        optimizer=learner.optimizer,
+        learning_rate=learner.learning_rate,
+        rmsprop_alpha=learner.rmsprop_alpha,
+        rmsprop_eps=learner.rmsprop_eps,
+        rmsprop_momentum=learner.rmsprop_momentum,
+        adam_eps=learner.adam_eps,
+        grad_clip=learner.grad_clip,
+        discount=learner.discount,
+        reward_clip=learner.reward_clip,
+        baseline_cost=learner.baseline_cost,
+        entropy_cost=learner.entropy_cost,
+        clip_rho_threshold=learner.clip_rho_threshold,
+        clip_pg_rho_threshold=learner.clip_pg_rho_threshold,
+    )

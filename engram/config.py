@@ -1,0 +1,233 @@
+"""The typed experiment configuration, loaded from YAML with ``--set`` overrides.
+
+Every section is a frozen pydantic model that forbids unknown keys: a typo fails with
+its dotted path and the closest valid key, a bad value with the path, the problem and
+the value given. Derived values are properties; nothing changes a config once loaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key and the problem."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- run -------------------------------------------------------------------------------
+class RunConfig(Section):
+    name: str = Field("run", description="Run folder name under `runs_root` (`runs/<name>/`).")
+    seed: int = Field(0, description="The one seed every other seed is derived from.")
+    total_steps: int = Field(10_000_000, gt=0, description="Agent steps to learn from (frames = steps × frameskip).")
+    runs_root: str = Field("runs", description="Where run folders are created when --run-dir is not given.")
+
+
+# --- env -------------------------------------------------------------------------------
+class AtariConfig(Section):
+    """Machado et al. 2018 defaults."""
+
+    game: str = Field("pong", description="ale-py ROM id, e.g. pong, ms_pacman, montezuma_revenge.")
+    sticky_action_probability: float = Field(0.25, ge=0.0, le=1.0, description="Repeat-previous-action probability.")
+    full_action_space: bool = Field(True, description="Use all 18 actions.")
+    frameskip: int = Field(4, ge=1, description="ALE frames per agent step.")
+    frame_stack: int = Field(4, ge=1, description="Frames stacked in each observation.")
+    max_episode_frames: int = Field(108_000, gt=0, description="Episode cap in ALE frames (30 minutes of play).")
+    num_threads: int = Field(0, ge=0, description="ale-py C++ threads per actor (0 = one per env, capped by cores).")
+
+    @field_validator("game")
+    @classmethod
+    def _known_game(cls, game: str) -> str:
+        from envs.atari import check_game
+
+        return check_game(game)
+
+
+class MemoryCueConfig(Section):
+    delay: int = Field(5, ge=0, description="Blank steps between the cue and the query.")
+    num_cues: int = Field(2, ge=2, description="Number of distinct cues (= actions).")
+
+
+class MazeConfig(Section):
+    options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of envs.maze.MazeVectorEnv.")
+
+
+class EnvConfig(Section):
+    kind: Literal["atari", "memory_cue", "maze"] = Field("atari", description="Which environment family.")
+    num_envs: int = Field(32, gt=0, description="Environments stepped by each actor (its vector width).")
+    atari: AtariConfig = AtariConfig()
+    memory_cue: MemoryCueConfig = MemoryCueConfig()
+    maze: MazeConfig = MazeConfig()
+
+    @property
+    def frames_per_step(self) -> int:
+        return self.atari.frameskip if self.kind == "atari" else 1
+
+    def factory_options(self) -> dict[str, Any]:
+        if self.kind == "atari":
+            return self.atari.model_dump()
+        if self.kind == "memory_cue":
+            return self.memory_cue.model_dump()
+        return dict(self.maze.options)
+
+
+# --- agent -----------------------------------------------------------------------------
+class LSTMConfig(Section):
+    hidden_size: int = Field(256, gt=0, description="LSTM units.")
+
+
+class AgentConfig(Section):
+    torso: Literal["auto", "shallow", "deep", "mlp"] = Field(
+        "auto", description="Encoder: IMPALA shallow / deep conv for frames, mlp for vectors; auto picks by shape."
+    )
+    torso_size: int = Field(256, gt=0, description="Encoder output features.")
+    core: Literal["lstm"] = Field("lstm", description="Recurrent core.")
+    lstm: LSTMConfig = LSTMConfig()
+
+    def core_options(self) -> dict[str, Any]:
+        return getattr(self, self.core).model_dump()
+
+
+# --- actors ----------------------------------------------------------------------------
+class ActorsConfig(Section):
+    num_actors: int = Field(2, gt=0, description="Rollout actors (Ray processes).")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs Ray reserves for each actor.")
+    torch_threads: int = Field(1, gt=0, description="Torch intra-op threads per actor.")
+    max_restarts: int = Field(100, ge=0, description="Actor failures tolerated before the run stops.")
+
+
+# --- learner ---------------------------------------------------------------------------
+class BPTTConfig(Section):
+    mode: Literal["full"] = Field("full", description="Backpropagation through the unroll: plain BPTT.")
+
+
+class LearnerConfig(Section):
+    unroll_length: int = Field(20, gt=0, description="T: agent steps per rollout and per learner sequence.")
+    batch_size: int = Field(32, gt=0, description="B: sequences per update (a multiple of env.num_envs).")
+    optimizer: Literal["rmsprop", "adam"] = Field("rmsprop", description="Optimiser.")
+    learning_rate: float = Field(6e-4, gt=0, description="Optimiser step size.")
+    rmsprop_alpha: float = Field(0.99, gt=0, lt=1, description="RMSProp decay.")
+    rmsprop_eps: float = Field(0.01, gt=0, description="RMSProp epsilon (IMPALA used 0.01).")
+    rmsprop_momentum: float = Field(0.0, ge=0, lt=1, description="RMSProp momentum.")
+    adam_eps: float = Field(1e-8, gt=0, description="Adam epsilon.")
+    grad_clip: float = Field(40.0, gt=0, description="Global gradient-norm clip.")
+    discount: float = Field(0.99, ge=0, le=1, description="γ.")
+    reward_clip: float | None = Field(1.0, gt=0, description="Clip training rewards to ±this; null = raw rewards.")
+    baseline_cost: float = Field(0.5, ge=0, description="Weight of the value loss.")
+    entropy_cost: float = Field(0.01, ge=0, description="Weight of the entropy regulariser.")
+    clip_rho_threshold: float = Field(1.0, gt=0, description="V-trace ρ̄.")
+    clip_pg_rho_threshold: float = Field(1.0, gt=0, description="V-trace ρ̄ for the policy-gradient advantage.")
+    torch_threads: int = Field(1, gt=0, description="Torch intra-op threads for the learner.")
+    bptt: BPTTConfig = BPTTConfig()
+
+
+# --- telemetry and checkpoints ---------------------------------------------------------
+class TelemetryConfig(Section):
+    log_interval_s: float = Field(5.0, gt=0, description="Seconds between TensorBoard / metrics.jsonl records.")
+    console: bool = Field(True, description="Show the live progress line.")
+
+
+class CheckpointConfig(Section):
+    interval_s: float = Field(600.0, gt=0, description="Seconds between checkpoints (one more is written at the end).")
+    keep: int = Field(3, gt=0, description="Checkpoints kept; older ones are deleted.")
+
+
+class Config(Section):
+    run: RunConfig = RunConfig()
+    env: EnvConfig = EnvConfig()
+    agent: AgentConfig = AgentConfig()
+    actors: ActorsConfig = ActorsConfig()
+    learner: LearnerConfig = LearnerConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+
+    @model_validator(mode="after")
+    def _batch_fits_actors(self) -> "Config":
+        if self.learner.batch_size % self.env.num_envs:
+            raise ValueError(
+                f"learner.batch_size ({self.learner.batch_size}) must be a multiple of env.num_envs "
+                f"({self.env.num_envs}): each update takes whole rollouts"
+            )
+        return self
+
+    @property
+    def rollouts_per_update(self) -> int:
+        return self.learner.batch_size // self.env.num_envs
+
+
+# --- loading ---------------------------------------------------------------------------
+def _model_at(path: tuple) -> type[BaseModel] | None:
+    model: Any = Config
+    for part in path:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _describe(error: dict) -> str:
+    path = tuple(part for part in error["loc"] if isinstance(part, str))
+    dotted = ".".join(path)
+    if error["type"] == "extra_forbidden":
+        parent = _model_at(path[:-1])
+        valid = sorted(parent.model_fields) if parent else []
+        close = difflib.get_close_matches(path[-1], valid, n=1)
+        hint = f" (did you mean '{'.'.join((*path[:-1], close[0]))}'?)" if close else ""
+        return f"unknown key '{dotted}'{hint}; valid keys here: {', '.join(valid)}"
+    message = error["msg"].removeprefix("Value error, ")
+    where = f"'{dotted}'" if dotted else "the config"
+    if "input" in error and error["type"] not in ("value_error",) and not isinstance(error["input"], dict):
+        return f"{where}: {message} (got {error['input']!r})"
+    return f"{where}: {message}"
+
+
+def apply_override(tree: dict, assignment: str) -> None:
+    """Apply one ``a.b.c=value`` override; the value is parsed as YAML (``3``, ``true``, ``[1, 2]``)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. learner.learning_rate=3e-4")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = tree
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: '{'.'.join(parts[: depth + 1])}' is a value, not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def from_dict(tree: dict) -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as error:
+        problems = "\n  ".join(_describe(e) for e in error.errors())
+        raise ConfigError(f"invalid config:\n  {problems}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for assignment in overrides:
+        apply_override(tree, assignment)
+    return from_dict(tree)
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

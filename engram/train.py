@@ -1,0 +1,181 @@
+"""`engram train`: validate the config, prepare the run folder, start Ray, run the driver.
+
+Run folder layout: ``config.yaml`` (the resolved config), TensorBoard event files,
+``metrics.jsonl``, ``checkpoints/ckpt-<steps>.pt``. A run folder that already holds
+checkpoints is only reused with ``--resume``, so a second run never overwrites the first.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engram import build
+from engram.checkpoint import Checkpointer
+from engram.config import Config, ConfigError, dump_config
+from engram.telemetry import Telemetry
+from learners.driver import Driver, DriverSettings, Progress
+from learners.learner import Learner
+
+log = logging.getLogger("engram.train")
+CHECKPOINT_FORMAT = 1
+
+
+def resolve_run_dir(config: Config, run_dir: str | None) -> Path:
+    return Path(run_dir) if run_dir else Path(config.run.runs_root) / config.run.name
+
+
+def prepare_run_dir(run_dir: Path, config: Config, resume: bool) -> None:
+    checkpoints = list((run_dir / "checkpoints").glob("ckpt-*.pt"))
+    if resume and not checkpoints:
+        raise ConfigError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+    if not resume and checkpoints:
+        raise ConfigError(f"run folder {run_dir} already holds checkpoints: pass --resume, or choose another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(dump_config(config))
+
+
+def _init_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Join ``address`` or start an embedded local Ray; True if this process started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    return True
+
+
+class _TrainingHooks:
+    """Telemetry and checkpoints, called by the driver after each learner update."""
+
+    def __init__(self, config: Config, telemetry: Telemetry, checkpointer: Checkpointer, learner: Learner):
+        self.config = config
+        self.telemetry = telemetry
+        self.checkpointer = checkpointer
+        self.learner = learner
+        self._last_log = self._last_checkpoint = time.monotonic()
+        self._last_steps = None
+        self._last_updates = learner.updates
+
+    def __call__(self, progress: Progress, metrics: dict, rollouts) -> None:
+        now = time.monotonic()
+        if self._last_steps is None:
+            self._last_steps = progress.env_steps
+        if now - self._last_log >= self.config.telemetry.log_interval_s:
+            self.log(progress, metrics, now)
+        if now - self._last_checkpoint >= self.config.checkpoint.interval_s:
+            self.checkpoint(progress)
+
+    def log(self, progress: Progress, metrics: dict, now: float | None = None) -> None:
+        now = now or time.monotonic()
+        elapsed = max(now - self._last_log, 1e-9)
+        steps_per_s = (progress.env_steps - (self._last_steps or 0)) / elapsed
+        frames_per_step = self.config.env.frames_per_step
+        episode_return = float(np.mean(progress.recent_returns)) if progress.recent_returns else None
+        scalars = dict(metrics)
+        scalars.update(
+            {
+                "throughput/env_steps_per_s": steps_per_s,
+                "throughput/env_frames_per_s": steps_per_s * frames_per_step,
+                "throughput/learner_updates_per_s": (self.learner.updates - self._last_updates) / elapsed,
+                "runtime/actor_restarts": progress.actor_restarts,
+                "runtime/rejected_rollouts": progress.rejected_rollouts,
+                "runtime/episodes": progress.episodes,
+            }
+        )
+        if episode_return is not None:
+            scalars["episode/return_mean100"] = episode_return
+            scalars["episode/length_mean100"] = float(np.mean(progress.recent_lengths))
+        self.telemetry.scalars(progress.env_steps, scalars)
+        self.telemetry.progress(
+            progress.env_steps, progress.env_steps * frames_per_step, steps_per_s * frames_per_step, episode_return
+        )
+        self._last_log, self._last_steps, self._last_updates = now, progress.env_steps, self.learner.updates
+
+    def checkpoint(self, progress: Progress) -> Path:
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.model_dump(mode="json"),
+            "learner": self.learner.state_dict(),
+            "progress": progress.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])},
+        }
+        path = self.checkpointer.save(payload, progress.env_steps)
+        self._last_checkpoint = time.monotonic()
+        log.info("checkpoint written: %s", path)
+        return path
+
+
+def train(
+    config: Config,
+    run_dir: str | None = None,
+    *,
+    resume: bool = False,
+    address: str | None = None,
+    ray_num_cpus: int | None = None,
+) -> Path:
+    """Train ``config``; returns the run folder. Raises :class:`ConfigError` on bad input."""
+    directory = resolve_run_dir(config, run_dir)
+    prepare_run_dir(directory, config, resume)
+    torch.manual_seed(config.run.seed)
+    random.seed(config.run.seed)
+    torch.set_num_threads(config.learner.torch_threads)
+
+    spec = build.probe_env(config)
+    make_agent = build.agent_factory(config, spec)
+    learner = Learner(make_agent(), build.learner_settings(config))
+    progress = Progress()
+    checkpointer = Checkpointer(directory / "checkpoints", keep=config.checkpoint.keep)
+    if resume:
+        payload, path = checkpointer.load_latest()
+        learner.load_state_dict(payload["learner"])
+        progress.load_state_dict(payload["progress"])
+        torch.set_rng_state(payload["rng"]["torch"])
+        random.setstate((3, tuple(payload["rng"]["python"]), None))
+        log.info("resumed from %s at %d steps", path, progress.env_steps)
+
+    started_ray = _init_ray(address, ray_num_cpus)
+    telemetry = Telemetry(directory, console=config.telemetry.console, total_steps=config.run.total_steps)
+    hooks = _TrainingHooks(config, telemetry, checkpointer, learner)
+    stop_requested = []
+    previous_handler = signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True))
+    try:
+        driver = Driver(
+            DriverSettings(
+                num_actors=config.actors.num_actors,
+                rollouts_per_update=config.rollouts_per_update,
+                total_steps=config.run.total_steps,
+                unroll_length=config.learner.unroll_length,
+                frames_per_step=config.env.frames_per_step,
+                actor_num_cpus=config.actors.num_cpus,
+                actor_torch_threads=config.actors.torch_threads,
+                max_actor_restarts=config.actors.max_restarts,
+                seed=config.run.seed + progress.env_steps,
+            ),
+            learner,
+            build.env_factory(config, seed=config.run.seed),
+            make_agent,
+            progress=progress,
+            on_update=hooks,
+            should_stop=lambda: bool(stop_requested),
+        )
+        driver.run()
+        hooks.log(progress, {})
+        hooks.checkpoint(progress)
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        telemetry.close()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    return directory

@@ -1,0 +1,35 @@
+"""Build a vectorised environment by kind, so actors never need to know which one runs.
+
+Every env built here is a ``gymnasium.vector.VectorEnv`` with SAME_STEP autoreset: the
+step that ends an episode already returns the next episode's first observation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ENV_KINDS = ("atari", "memory_cue", "maze")
+
+
+def make_vector_env(kind: str, num_envs: int, *, seed: int, options: dict[str, Any] | None = None):
+    """Create ``num_envs`` copies of an environment of ``kind``, not yet reset.
+
+    ``options`` are the kind's own settings (e.g. ``game`` and the Atari protocol
+    fields for ``atari``; ``delay`` for ``memory_cue``).
+    """
+    options = dict(options or {})
+    if kind == "atari":
+        from envs.atari import AtariSettings, make_atari_vector_env
+
+        game = options.pop("game")
+        num_threads = options.pop("num_threads", 0)
+        return make_atari_vector_env(game, num_envs, settings=AtariSettings(**options), num_threads=num_threads)
+    if kind == "memory_cue":
+        from envs.memory_cue import MemoryCueVectorEnv
+
+        return MemoryCueVectorEnv(num_envs, seed=seed, **options)
+    if kind == "maze":
+        from envs.maze import MazeVectorEnv
+
+        return MazeVectorEnv(num_envs, seed=seed, **options)
+    raise ValueError(f"unknown env kind {kind!r}; expected one of {', '.join(ENV_KINDS)}")

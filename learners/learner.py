@@ -1,0 +1,187 @@
+"""The IMPALA learner: one V-trace update from a batch of rollouts.
+
+``Learner.update(rollouts) -> metrics`` stacks the rollouts time-major, recomputes the
+policy and values over the unroll (replaying the actors' recorded decisions), forms
+V-trace targets, and takes one optimiser step with gradient clipping. A non-finite loss
+or gradient skips the step, keeps the weights, and is counted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from actors.wire import Rollout
+from agents.agent import Agent
+from agents.core import State
+from learners import losses, vtrace
+from learners.batch import Batch, stack_rollouts
+
+
+@dataclass
+class LearnerSettings:
+    """Hyper-parameters of the update; IMPALA's Atari values by default."""
+
+    optimizer: str = "rmsprop"
+    learning_rate: float = 6e-4
+    rmsprop_alpha: float = 0.99
+    rmsprop_eps: float = 0.01
+    rmsprop_momentum: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    grad_clip: float = 40.0
+    discount: float = 0.99
+    reward_clip: float | None = 1.0
+    baseline_cost: float = 0.5
+    entropy_cost: float = 0.01
+    clip_rho_threshold: float = 1.0
+    clip_pg_rho_threshold: float = 1.0
+    aux_loss_costs: dict[str, float] = field(default_factory=dict)
+
+
+def make_step_fn(agent: Agent):
+    """Adapt ``agent.step`` to ``step_fn(state, x_t) -> (state, out_t)``.
+
+    ``x_t`` holds ``obs``, ``prev_action``, ``prev_reward``, ``first`` and ``decisions``;
+    ``out_t`` holds ``logits`` ``[B, A]``, ``value`` ``[B]`` and ``aux.<name>`` ``[B]``.
+    """
+
+    def step_fn(state: State, x: dict) -> tuple[State, dict[str, torch.Tensor]]:
+        output, new_state = agent.step(
+            x["obs"], x["prev_action"], x["prev_reward"], x["first"], state, replay=x.get("decisions") or None
+        )
+        out = {"logits": output.logits, "value": output.value}
+        out.update({f"aux.{name}": value for name, value in output.aux_losses.items()})
+        return new_state, out
+
+    return step_fn
+
+
+def step_inputs(batch: Batch) -> dict:
+    """The per-step inputs of the unroll, time-major ``[T+1, B, ...]``."""
+    return {
+        "obs": batch.observations,
+        "prev_action": batch.prev_actions,
+        "prev_reward": batch.prev_rewards,
+        "first": batch.firsts,
+        "decisions": batch.decisions,
+    }
+
+
+def full_unroll(step_fn, state0: State, inputs: dict) -> tuple[dict[str, torch.Tensor], State]:
+    """Plain BPTT: run ``step_fn`` over every step and stack the outputs ``[T, ...]``."""
+    length = inputs["obs"].shape[0]
+    state, outputs = state0, []
+    for t in range(length):
+        x_t = {k: ({n: v[t] for n, v in x.items()} if isinstance(x, dict) else x[t]) for k, x in inputs.items()}
+        state, out = step_fn(state, x_t)
+        outputs.append(out)
+    return {name: torch.stack([o[name] for o in outputs]) for name in outputs[0]}, state
+
+
+class Learner:
+    def __init__(self, agent: Agent, settings: LearnerSettings, unroll=full_unroll):
+        self.agent = agent
+        self.settings = settings
+        self.unroll = unroll
+        self.step_fn = make_step_fn(agent)
+        self.optimizer = self._make_optimizer()
+        self.updates = 0
+        self.skipped_updates = 0
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        s = self.settings
+        params = self.agent.parameters()
+        if s.optimizer == "rmsprop":
+            return torch.optim.RMSprop(
+                params, lr=s.learning_rate, alpha=s.rmsprop_alpha, eps=s.rmsprop_eps, momentum=s.rmsprop_momentum
+            )
+        if s.optimizer == "adam":
+            return torch.optim.Adam(params, lr=s.learning_rate, betas=s.adam_betas, eps=s.adam_eps)
+        raise ValueError(f"unknown optimizer {s.optimizer!r}; expected 'rmsprop' or 'adam'")
+
+    def get_weights(self) -> dict[str, torch.Tensor]:
+        return {name: value.detach().clone() for name, value in self.agent.state_dict().items()}
+
+    def update(self, rollouts: list[Rollout], learner_version: int | None = None) -> dict[str, float]:
+        batch = stack_rollouts(rollouts, self.agent.unpack_state)
+        return self.update_batch(batch, learner_version)
+
+    def update_batch(self, batch: Batch, learner_version: int | None = None) -> dict[str, float]:
+        s = self.settings
+        T = batch.unroll_length
+        outputs, _ = self.unroll(self.step_fn, batch.initial_state, step_inputs(batch))
+        logits, values = outputs["logits"], outputs["value"]  # [T+1, B, A], [T+1, B]
+
+        rewards = batch.rewards
+        if s.reward_clip is not None:
+            rewards = rewards.clamp(-s.reward_clip, s.reward_clip)
+        discounts = s.discount * (~batch.firsts[1:]).float()  # 0 where the episode ended
+        targets = vtrace.from_logits(
+            behaviour_logits=batch.behaviour_logits[:T],
+            target_logits=logits[:T],
+            actions=batch.actions,
+            discounts=discounts,
+            rewards=rewards,
+            values=values[:T],
+            bootstrap_value=values[T],
+            clip_rho_threshold=s.clip_rho_threshold,
+            clip_pg_rho_threshold=s.clip_pg_rho_threshold,
+        )
+        pg_loss = losses.policy_gradient_loss(logits[:T], batch.actions, targets.pg_advantages)
+        value_loss = losses.baseline_loss(values[:T], targets.vs)
+        entropy = losses.entropy_loss(logits[:T])
+        total = pg_loss + s.baseline_cost * value_loss + s.entropy_cost * entropy
+        metrics = {}
+        for name, value in outputs.items():
+            if name.startswith("aux."):
+                aux_name = name[len("aux."):]
+                aux_mean = value[:T].mean()
+                total = total + s.aux_loss_costs.get(aux_name, 0.0) * aux_mean
+                metrics[f"loss/{aux_name}"] = float(aux_mean.detach())
+
+        self.optimizer.zero_grad(set_to_none=True)
+        skipped = not torch.isfinite(total)
+        grad_norm = float("nan")
+        if not skipped:
+            total.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.agent.parameters(), s.grad_clip))
+            skipped = not math.isfinite(grad_norm)
+        if skipped:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_updates += 1
+        else:
+            self.optimizer.step()
+            self.updates += 1
+
+        lag = [learner_version - v for v in batch.policy_versions] if learner_version is not None else [0]
+        metrics.update(
+            {
+                "loss/policy": float(pg_loss.detach()),
+                "loss/value": float(value_loss.detach()),
+                "loss/entropy": float(entropy.detach()),
+                "loss/total": float(total.detach()),
+                "learner/grad_norm": grad_norm,
+                "learner/learning_rate": self.optimizer.param_groups[0]["lr"],
+                "learner/skipped_updates": float(self.skipped_updates),
+                "learner/policy_lag": sum(lag) / len(lag),
+                "learner/mean_rho": float(targets.log_rhos.exp().mean()),
+            }
+        )
+        return metrics
+
+    def state_dict(self) -> dict:
+        return {
+            "agent": self.agent.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "updates": self.updates,
+            "skipped_updates": self.skipped_updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.agent.load_state_dict(state["agent"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = state["updates"]
+        self.skipped_updates = state["skipped_updates"]

@@ -1,0 +1,52 @@
+"""The agent: episode resets, state packing, torsos."""
+
+import pytest
+import torch
+
+from agents.registry import build_agent
+
+
+def _agent(obs_shape=(6,), actions=3):
+    torch.manual_seed(0)
+    return build_agent(obs_shape, actions, torso_size=16, core_options={"hidden_size": 8})
+
+
+def test_first_flag_resets_state_and_previous_inputs():
+    """Rows that start an episode must not depend on the old state, action or reward."""
+    agent = _agent()
+    B = 4
+    obs = torch.randn(B, 6)
+    first = torch.tensor([True, False, True, False])
+    outputs = []
+    for seed in (1, 2):
+        g = torch.Generator().manual_seed(seed)
+        state = {k: torch.randn(v.shape, generator=g) for k, v in agent.initial_state(B).items()}
+        out, _ = agent.step(obs, torch.randint(0, 3, (B,), generator=g), torch.randn(B, generator=g), first, state)
+        outputs.append(out.logits)
+    torch.testing.assert_close(outputs[0][first], outputs[1][first], rtol=0, atol=0)
+    assert not torch.allclose(outputs[0][~first], outputs[1][~first])
+
+
+def test_pack_state_round_trips():
+    agent = _agent()
+    state = {k: torch.randn_like(v) for k, v in agent.initial_state(3).items()}
+    unpacked = agent.unpack_state(agent.pack_state(state))
+    assert all(torch.equal(unpacked[k], state[k]) for k in state)
+
+
+@pytest.mark.parametrize("torso", ["shallow", "deep"])
+def test_image_torsos_accept_uint8_frames(torso):
+    agent = build_agent((4, 84, 84), 18, torso=torso, core_options={"hidden_size": 32})
+    frames = torch.randint(0, 255, (2, 4, 84, 84), dtype=torch.uint8)
+    out, state = agent.step(frames, torch.zeros(2, dtype=torch.long), torch.zeros(2), torch.ones(2, dtype=torch.bool),
+                            agent.initial_state(2))
+    assert out.logits.shape == (2, 18) and out.value.shape == (2,)
+    out.value.sum().backward()
+    assert all(p.grad is not None for p in agent.torso.parameters())
+
+
+def test_unknown_core_and_torso_fail_clearly():
+    with pytest.raises(ValueError, match="unknown core 'lstmm'"):
+        build_agent((4,), 2, core="lstmm")
+    with pytest.raises(ValueError, match="unknown torso"):
+        build_agent((4,), 2, torso="resnet50")

@@ -1,0 +1,75 @@
+"""Config loading: typos and bad values fail clearly; the CLI exits 2 and writes nothing."""
+
+from pathlib import Path
+
+import pytest
+
+from engram.cli import main
+from engram.config import ConfigError, Config, apply_override, dump_config, from_dict, load_config
+
+CONFIGS = sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_are_valid(path):
+    assert isinstance(load_config(path), Config)
+
+
+def test_unknown_key_names_its_path_and_the_closest_key():
+    with pytest.raises(ConfigError) as error:
+        from_dict({"learner": {"learning_rte": 0.1}})
+    assert "learner.learning_rte" in str(error.value)
+    assert "learner.learning_rate" in str(error.value)
+
+
+def test_unknown_section_is_reported():
+    with pytest.raises(ConfigError, match="did you mean 'learner'"):
+        from_dict({"lerner": {}})
+
+
+def test_bad_value_names_key_and_value():
+    with pytest.raises(ConfigError, match=r"learner\.learning_rate.*greater than 0.*-0\.5"):
+        from_dict({"learner": {"learning_rate": -0.5}})
+    with pytest.raises(ConfigError, match=r"env\.kind"):
+        from_dict({"env": {"kind": "doom"}})
+
+
+def test_unknown_game_lists_the_closest_rom_ids():
+    with pytest.raises(ConfigError, match="ms_pacman"):
+        from_dict({"env": {"atari": {"game": "ms_packman"}}})
+
+
+def test_batch_must_hold_whole_rollouts():
+    with pytest.raises(ConfigError, match="multiple of env.num_envs"):
+        from_dict({"env": {"num_envs": 12}, "learner": {"batch_size": 32}})
+
+
+def test_overrides_parse_yaml_values(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("learner: {learning_rate: 0.1}\n")
+    config = load_config(path, ["learner.learning_rate=3e-4", "learner.reward_clip=null", "run.name=x"])
+    assert config.learner.learning_rate == 3e-4 and config.learner.reward_clip is None and config.run.name == "x"
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_override({}, "learner.learning_rate")
+    with pytest.raises(ConfigError, match="is a value"):
+        apply_override({"run": {"name": "a"}}, "run.name.first=b")
+
+
+def test_dumped_config_loads_back_identically(tmp_path):
+    config = load_config(CONFIGS[0], ["run.seed=7"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(dump_config(config))
+    assert load_config(path) == config
+
+
+def test_cli_config_error_exits_2_and_writes_no_run_folder(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code = main(["train", "configs/smoke.yaml", "--set", "learner.entropy_cst=0.1", "--run-dir", str(run_dir)])
+    assert code == 2
+    assert "learner.entropy_cost" in capsys.readouterr().err
+    assert not run_dir.exists()
+
+
+def test_cli_missing_config_exits_2(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "nope.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,141 @@
+"""End-to-end runs on one shared local Ray (tens of seconds each)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from actors.rollout import RolloutWorker
+from engram import build
+from engram.checkpoint import Checkpointer
+from engram.config import load_config
+from engram.train import train
+from learners.driver import Driver, DriverSettings
+from learners.learner import Learner
+
+pytestmark = pytest.mark.e2e
+
+STABLE_SCALARS = {
+    "episode/return_mean100",
+    "episode/length_mean100",
+    "throughput/env_frames_per_s",
+    "throughput/env_steps_per_s",
+    "throughput/learner_updates_per_s",
+    "learner/policy_lag",
+    "loss/policy",
+    "loss/value",
+    "loss/entropy",
+    "learner/grad_norm",
+    "learner/learning_rate",
+    "runtime/actor_restarts",
+    "runtime/rejected_rollouts",
+}
+
+
+def _event_scalar_names(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run_dir))
+    accumulator.Reload()
+    return set(accumulator.Tags()["scalars"])
+
+
+def test_smoke_config_learns_the_memory_task(ray_session, tmp_path):
+    """A learning regression test: the LSTM must carry the cue across the delay.
+
+    A memoryless policy averages 0 on MemoryCue; the threshold needs real memory.
+    """
+    config = load_config("configs/smoke.yaml", ["telemetry.console=false"])
+    run_dir = train(config, str(tmp_path / "smoke"))
+    payload, _ = Checkpointer(run_dir / "checkpoints").load_latest()
+    recent = payload["progress"]["recent_returns"]
+    assert len(recent) == 100
+    assert np.mean(recent) >= 0.8, f"smoke run reached only {np.mean(recent):.2f}"
+    assert (run_dir / "config.yaml").is_file()
+    assert STABLE_SCALARS <= _event_scalar_names(run_dir)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert records and all("step" in r for r in records)
+
+
+def test_resume_continues_counters_and_optimizer(ray_session, tmp_path):
+    run_dir = tmp_path / "resume"
+    first = load_config("configs/smoke.yaml", ["run.total_steps=3000", "telemetry.console=false"])
+    train(first, str(run_dir))
+    saved, _ = Checkpointer(run_dir / "checkpoints").load_latest()
+    saved_steps, saved_updates = saved["progress"]["env_steps"], saved["learner"]["updates"]
+
+    second = load_config("configs/smoke.yaml", [f"run.total_steps={saved_steps + 3000}", "telemetry.console=false"])
+    train(second, str(run_dir), resume=True)
+    resumed, _ = Checkpointer(run_dir / "checkpoints").load_latest()
+    new_updates = resumed["learner"]["updates"] - saved_updates
+    assert resumed["progress"]["env_steps"] >= saved_steps + 3000
+    assert 0 < new_updates < resumed["learner"]["updates"]
+    # RMSProp counts its steps per parameter: a fresh optimizer would count only the new ones.
+    steps = {float(s["step"]) for s in resumed["learner"]["optimizer"]["state"].values()}
+    assert steps == {float(resumed["learner"]["updates"])}
+
+
+def test_existing_run_folder_needs_resume(ray_session, tmp_path):
+    from engram.config import ConfigError
+
+    config = load_config("configs/smoke.yaml", ["run.total_steps=500", "telemetry.console=false"])
+    train(config, str(tmp_path / "r"))
+    before = sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir())
+    with pytest.raises(ConfigError, match="--resume"):
+        train(config, str(tmp_path / "r"))
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == before
+
+
+def _driver(config, **kwargs):
+    spec = build.probe_env(config)
+    make_agent = build.agent_factory(config, spec)
+    learner = Learner(make_agent(), build.learner_settings(config))
+    settings = DriverSettings(
+        num_actors=config.actors.num_actors,
+        rollouts_per_update=config.rollouts_per_update,
+        total_steps=config.run.total_steps,
+        unroll_length=config.learner.unroll_length,
+        actor_num_cpus=config.actors.num_cpus,
+    )
+    return Driver(settings, learner, build.env_factory(config, 0), make_agent, **kwargs)
+
+
+def test_a_killed_actor_is_replaced_and_training_continues(ray_session):
+    import ray
+
+    config = load_config("configs/smoke.yaml", ["run.total_steps=12000"])
+    killed = []
+
+    def kill_once(progress, metrics, rollouts):
+        if not killed and progress.env_steps >= 2000:
+            ray.kill(driver.actor_handle(0))
+            killed.append(progress.env_steps)
+
+    driver = _driver(config, on_update=kill_once)
+    progress = driver.run()
+    assert killed and progress.actor_restarts >= 1
+    assert progress.env_steps >= 12000
+
+
+class CorruptingWorker(RolloutWorker):
+    """Truncates every third rollout, as a broken network or actor would."""
+
+    calls = 0
+
+    def unroll(self, weights=None):
+        payload = super().unroll(weights)
+        self.calls += 1
+        return payload[: len(payload) // 2] if self.calls % 3 == 0 else payload
+
+
+def test_rejected_rollouts_are_counted_and_training_goes_on(ray_session):
+    import sys
+
+    import ray
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+    config = load_config("configs/smoke.yaml", ["run.total_steps=6000"])
+    progress = _driver(config, worker_class=CorruptingWorker).run()
+    assert progress.rejected_rollouts >= 2
+    assert progress.env_steps >= 6000

@@ -12,10 +12,15 @@ from agents.torsos import TORSOS
 def _core_factory(core: str, num_actions: int, options: dict[str, Any]):
     if core == "lstm":
         return lambda input_size: LSTMCore(input_size, **options)
+    if core in STRAW_VARIANTS:
+        from agents.straw import StrawCore
+
+        return lambda input_size: StrawCore(input_size, num_actions, variant=core, **options)
     raise ValueError(f"unknown core {core!r}; known cores: {', '.join(CORES)}")
 
 
-CORES = ("lstm",)
+STRAW_VARIANTS = ("straw", "strawe", "straw_re")
+CORES = ("lstm", *STRAW_VARIANTS)
 
 
 def build_agent(

@@ -67,4 +67,5 @@ def learner_settings(config: Config) -> LearnerSettings:
         entropy_cost=learner.entropy_cost,
         clip_rho_threshold=learner.clip_rho_threshold,
         clip_pg_rho_threshold=learner.clip_pg_rho_threshold,
+        aux_loss_costs=config.agent.aux_loss_costs(),
     )

@@ -84,16 +84,43 @@ class LSTMConfig(Section):
     hidden_size: int = Field(256, gt=0, description="LSTM units.")
 
 
+class StrawConfig(Section):
+    """STRAW / STRAWe / STRAW-re (Vezhnevets et al. 2016); see agents/straw.py."""
+
+    plan_length: int = Field(20, ge=2, description="T: columns of the action plan (steps planned ahead).")
+    patch_size: int = Field(10, ge=1, description="K: Gaussian filters in the attentive read/write patch.")
+    hidden_size: int = Field(256, gt=0, description="Planner feature size.")
+    latent_size: int = Field(64, gt=0, description="STRAWe's Gaussian latent size.")
+    commitment_scale: float = Field(40.0, gt=0, description="e: scale of the commitment spike.")
+    commitment_bias_init: float = Field(-5.0, description="b at initialisation (sets the starting re-plan rate).")
+    value_row: bool = Field(False, description="Add the paper's extra value row to the plan.")
+    plan_telemetry: bool = Field(False, description="Send plans to the learner for the TensorBoard plan image.")
+    commitment_cost: float = Field(1e-3, ge=0, description="λ: weight of the commitment cost c_t[0].")
+    kl_cost: float = Field(1e-4, ge=0, description="α: weight of STRAWe's KL, charged on re-planning steps.")
+
+    def core_options(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"commitment_cost", "kl_cost"})
+
+
 class AgentConfig(Section):
     torso: Literal["auto", "shallow", "deep", "mlp"] = Field(
         "auto", description="Encoder: IMPALA shallow / deep conv for frames, mlp for vectors; auto picks by shape."
     )
     torso_size: int = Field(256, gt=0, description="Encoder output features.")
-    core: Literal["lstm"] = Field("lstm", description="Recurrent core.")
+    core: Literal["lstm", "straw", "strawe", "straw_re"] = Field("lstm", description="Recurrent core.")
     lstm: LSTMConfig = LSTMConfig()
+    straw: StrawConfig = StrawConfig()
 
     def core_options(self) -> dict[str, Any]:
+        if self.core.startswith("straw"):
+            return self.straw.core_options()
         return getattr(self, self.core).model_dump()
+
+    def aux_loss_costs(self) -> dict[str, float]:
+        """Weights of the auxiliary losses the core reports (see CoreOutput.aux_losses)."""
+        if self.core.startswith("straw"):
+            return {"commitment": self.straw.commitment_cost, "kl": self.straw.kl_cost}
+        return {}
 
 
 # --- actors ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engram import build
+from engram import build, core_telemetry
 from engram.checkpoint import Checkpointer
 from engram.config import Config, ConfigError, dump_config
 from engram.telemetry import Telemetry
@@ -65,9 +65,13 @@ class _TrainingHooks:
         self._last_log = self._last_checkpoint = time.monotonic()
         self._last_steps = None
         self._last_updates = learner.updates
+        self._last_rollouts = []
+        self.last_metrics: dict = {}
 
     def __call__(self, progress: Progress, metrics: dict, rollouts) -> None:
         now = time.monotonic()
+        self._last_rollouts = rollouts
+        self.last_metrics = metrics
         if self._last_steps is None:
             self._last_steps = progress.env_steps
         if now - self._last_log >= self.config.telemetry.log_interval_s:
@@ -95,7 +99,13 @@ class _TrainingHooks:
         if episode_return is not None:
             scalars["episode/return_mean100"] = episode_return
             scalars["episode/length_mean100"] = float(np.mean(progress.recent_lengths))
+        summary = core_telemetry.summarise(self._last_rollouts)
+        scalars.update(summary.scalars)
         self.telemetry.scalars(progress.env_steps, scalars)
+        for name, values in summary.histograms.items():
+            self.telemetry.histogram(progress.env_steps, name, values)
+        for name, image in summary.images.items():
+            self.telemetry.image(progress.env_steps, name, image)
         self.telemetry.progress(
             progress.env_steps, progress.env_steps * frames_per_step, steps_per_s * frames_per_step, episode_return
         )
@@ -169,7 +179,7 @@ def train(
             should_stop=lambda: bool(stop_requested),
         )
         driver.run()
-        hooks.log(progress, {})
+        hooks.log(progress, hooks.last_metrics)
         hooks.checkpoint(progress)
     finally:
         signal.signal(signal.SIGINT, previous_handler)

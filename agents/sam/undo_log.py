@@ -1,0 +1,226 @@
+"""In-place sparse memory writes with an undo log: SAM's efficient BPTT.
+
+Rae et al. 2016 (arXiv 1610.09027), §3.4 and Supplementary A: "the sparse modifications
+to memory are stored, and in the backward pass the memory is restored step by step", so
+backpropagation through T steps stores O(T·K·W) numbers plus one O(N·W) memory instead of
+the T copies of M ∈ R^{N×W} that a functional (out-of-place) write would keep.
+
+How the pieces fit:
+
+- The memory ``M`` ``[B, N, W]`` lives in the core state and is *mutated in place*; it
+  never enters autograd. An :class:`UndoLog` is attached to the memory tensor for the
+  duration of one recorded unroll. Every write appends one entry: the flat row indices it
+  touches and those rows' old values (``O(K·W)`` per head).
+- :class:`SparseWrite` (M_t = (1 − R_t) ⊙ M_{t−1} + w^W_t a_t^T, eq. 4 with R_t the
+  erase of the LRU rows) and :class:`SparseGather` (the K rows a read uses, from M_t) are
+  autograd Functions. Their differentiable link to each other is a scalar-per-sequence
+  *token* ``[B]`` (always zero), threaded write → gather → next write, which orders the
+  backward pass exactly in reverse time.
+- In backward, ∂L/∂M is kept *sparse*: a compact buffer ``[U, W]`` over the U distinct
+  (sequence, row) pairs the unroll touched (found once, at the first backward call, with
+  ``unique`` over the log). A gather adds its rows' gradient into it; a write reads
+  ∂L/∂M_t at its rows to produce ∂L/∂w^W and ∂L/∂a, zeroes the erased rows (∂M_{t−1} = 0
+  there) and then reverts its entry, so that after the whole backward the memory holds
+  its value at the start of the unroll again and the log is detached.
+- Steps after the last one that reaches the loss are never visited by autograd; a
+  backward call first reverts every later entry (:meth:`UndoLog.rewind_to`).
+
+The memory at the start of the unroll is a constant (no gradient flows into it), as for
+any state at a truncated-BPTT boundary. A recorded unroll must be backpropagated (or
+:meth:`UndoLog.discard`-ed) before the memory is used in a new recorded unroll: the
+backward pass rewrites the memory tensor in place.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class UndoLog:
+    """Entries of (flat row indices, old rows) for one recorded unroll of one memory.
+
+    Args:
+        memory: ``[B, N, W]`` the memory tensor, kept by reference.
+    """
+
+    def __init__(self, memory: torch.Tensor):
+        self.memory = memory
+        self.num_rows = memory.shape[1]
+        self.writes: list[tuple[torch.Tensor, torch.Tensor]] = []  # (flat [P], old [P, W])
+        self.reads: list[torch.Tensor] = []  # flat indices of gathers, for the compact map
+        self.applied = 0  # writes currently applied to ``memory``
+        self.keys: torch.Tensor | None = None  # sorted distinct flat rows, [U]
+        self.grad: torch.Tensor | None = None  # ∂L/∂M at ``keys``, [U, W]
+        self.on_revert: list = []  # callbacks f(flat_rows [P]) when rows are reverted
+
+    # -- forward ------------------------------------------------------------------------
+    def flat(self, rows: torch.Tensor) -> torch.Tensor:
+        """``[B, ...]`` row indices -> ``[B, ...]`` flat indices ``b·N + row``."""
+        offsets = torch.arange(rows.shape[0], device=rows.device) * self.num_rows
+        return rows + offsets.view(-1, *([1] * (rows.dim() - 1)))
+
+    def record_write(self, flat_rows: torch.Tensor) -> int:
+        """Save the current value of ``flat_rows`` ``[P]``; returns the entry number."""
+        if self.keys is not None:
+            raise RuntimeError("memory written after backward started on its undo log")
+        old = self.memory.view(-1, self.memory.shape[2]).index_select(0, flat_rows)
+        self.writes.append((flat_rows, old))
+        self.applied += 1
+        return len(self.writes) - 1
+
+    def record_read(self, flat_rows: torch.Tensor) -> None:
+        if self.keys is not None:
+            raise RuntimeError("memory read after backward started on its undo log")
+        self.reads.append(flat_rows.reshape(-1))
+
+    # -- backward -----------------------------------------------------------------------
+    def compact(self, flat_rows: torch.Tensor) -> torch.Tensor:
+        """Positions of ``flat_rows`` in the compact gradient buffer (same shape)."""
+        if self.keys is None:
+            every = torch.cat([f for f, _ in self.writes] + self.reads)
+            self.keys = torch.unique(every)
+            self.grad = self.memory.new_zeros(self.keys.shape[0], self.memory.shape[2])
+        return torch.searchsorted(self.keys, flat_rows)
+
+    def rewind_to(self, applied: int) -> None:
+        """Revert entries until only the first ``applied`` writes remain applied."""
+        flat_memory = self.memory.view(-1, self.memory.shape[2])
+        while self.applied > applied:
+            self.applied -= 1
+            flat_rows, old = self.writes[self.applied]
+            with torch.no_grad():
+                flat_memory.index_copy_(0, flat_rows, old)  # duplicates carry equal rows
+            for callback in self.on_revert:
+                callback(flat_rows)
+            self.writes[self.applied] = (flat_rows, old[:0])  # free the rows
+        if self.applied == 0:
+            self.detach()
+
+    def stored_bytes(self) -> int:
+        """Bytes the log holds for backward (indices and old rows of applied writes)."""
+        return sum(
+            flat.numel() * flat.element_size() + old.numel() * old.element_size()
+            for flat, old in self.writes
+        ) + sum(flat.numel() * flat.element_size() for flat in self.reads)
+
+    def detach(self) -> None:
+        """Forget the log (memory keeps its current value)."""
+        if getattr(self.memory, "_engram_undo_log", None) is self:
+            del self.memory._engram_undo_log
+        self.grad = None
+
+    def discard(self) -> None:
+        """Give up on backpropagating this unroll: keep M_T, drop the log."""
+        self.detach()
+
+
+def undo_log_for(memory: torch.Tensor) -> UndoLog:
+    """The open undo log of ``memory``, opening one if there is none."""
+    log = getattr(memory, "_engram_undo_log", None)
+    if log is None:
+        log = UndoLog(memory)
+        memory._engram_undo_log = log
+    return log
+
+
+def open_log(memory: torch.Tensor) -> UndoLog | None:
+    return getattr(memory, "_engram_undo_log", None)
+
+
+def start_token(token: torch.Tensor) -> torch.Tensor:
+    """Make the token ``[B]`` differentiable so that every logged step gets a backward."""
+    if torch.is_grad_enabled() and not token.requires_grad:
+        return token.detach().clone().requires_grad_(True)
+    return token
+
+
+class SparseWrite(torch.autograd.Function):
+    """M_t = (1 − R_t) ⊙ M_{t−1} + Σ_h w^W_{t,h} a_{t,h}^T, in place (eq. 4–5).
+
+    Forward args:
+        token: ``[B]`` the chain token (differentiable, zero).
+        weights: ``[B, H, M]`` w^W_t at the rows ``indices`` (differentiable).
+        add: ``[B, H, W]`` a_t, one add vector per head (differentiable).
+        memory: ``[B, N, W]`` modified in place.
+        log: the :class:`UndoLog` of ``memory``, or ``None`` (no recording).
+        indices: ``[B, H, M]`` int64 rows written.
+        erase: ``[B, E]`` int64 rows zeroed before the add (R_t), or an empty ``[B, 0]``.
+        erase_mask: ``[B, E]`` bool, which erase entries apply, or ``None`` for all.
+    Returns:
+        the next token ``[B]``.
+    """
+
+    @staticmethod
+    def forward(ctx, token, weights, add, memory, log, indices, erase, erase_mask):
+        batch_size, _, width = memory.shape
+        with torch.no_grad():
+            flat_memory = memory.view(-1, width)
+            flat_erase = None
+            offsets = torch.arange(batch_size, device=memory.device) * memory.shape[1]
+            if erase.shape[1]:
+                flat_erase = (erase + offsets[:, None]).reshape(-1)
+                if erase_mask is not None:
+                    flat_erase = flat_erase[erase_mask.reshape(-1)]
+            flat_write = indices + offsets.view(-1, 1, 1)
+            if log is not None:
+                touched = flat_write.reshape(-1)
+                if flat_erase is not None:
+                    touched = torch.cat([flat_erase, touched])
+                ctx.entry = log.record_write(touched)
+            if flat_erase is not None:
+                flat_memory.index_fill_(0, flat_erase, 0.0)  # (1 − R_t) ⊙ M_{t−1}
+            delta = weights.detach()[..., None] * add.detach()[:, :, None, :]  # [B,H,M,W]
+            flat_memory.index_add_(0, flat_write.reshape(-1), delta.reshape(-1, width))
+        ctx.log = log
+        ctx.flat_write = flat_write
+        ctx.flat_erase = flat_erase
+        ctx.save_for_backward(weights, add)
+        return token.clone()
+
+    @staticmethod
+    def backward(ctx, grad_token):
+        weights, add = ctx.saved_tensors
+        log: UndoLog = ctx.log
+        log.rewind_to(ctx.entry + 1)
+        position = log.compact(ctx.flat_write)  # [B, H, M]
+        grad_rows = log.grad[position]  # ∂L/∂M_t at the written rows, [B, H, M, W]
+        grad_weights = (grad_rows * add[:, :, None, :]).sum(-1)  # ∂L/∂w^W
+        grad_add = (weights[..., None] * grad_rows).sum(2)  # ∂L/∂a
+        if ctx.flat_erase is not None:
+            log.grad[log.compact(ctx.flat_erase)] = 0.0  # erased rows: ∂L/∂M_{t−1} = 0
+        log.rewind_to(ctx.entry)
+        return grad_token, grad_weights, grad_add, None, None, None, None, None
+
+
+class SparseGather(torch.autograd.Function):
+    """The rows M_t[s] that a sparse read uses; their gradient goes into ∂L/∂M_t sparsely.
+
+    Forward args:
+        token: ``[B]`` the chain token.
+        memory: ``[B, N, W]``.
+        log: the :class:`UndoLog` of ``memory`` or ``None``.
+        indices: ``[B, H, K]`` int64 rows s_{t,h,k}.
+    Returns:
+        (rows ``[B, H, K, W]``, next token ``[B]``).
+    """
+
+    @staticmethod
+    def forward(ctx, token, memory, log, indices):
+        batch_size, num_rows, width = memory.shape
+        flat = indices + (torch.arange(batch_size, device=memory.device) * num_rows).view(-1, 1, 1)
+        rows = memory.view(-1, width).index_select(0, flat.reshape(-1)).view(*indices.shape, width)
+        if log is not None:
+            log.record_read(flat)
+            ctx.applied = log.applied
+        ctx.log = log
+        ctx.flat = flat
+        return rows, token.clone()
+
+    @staticmethod
+    def backward(ctx, grad_rows, grad_token):
+        log: UndoLog = ctx.log
+        log.rewind_to(ctx.applied)
+        if grad_rows is not None:
+            position = log.compact(ctx.flat).reshape(-1)
+            log.grad.index_add_(0, position, grad_rows.reshape(-1, grad_rows.shape[-1]))
+        return grad_token, None, None, None

@@ -6,7 +6,10 @@ produces one encoded :class:`~actors.wire.Rollout` of ``unroll_length`` steps.
 
 The worker keeps the agent's output for the newest observation between calls: the
 last step of one rollout (x_T, used by the learner only to bootstrap) is acted on as the
-first step of the next, so every action is sampled exactly once.
+first step of the next, so every action is sampled exactly once. The core state is packed
+*before* that step is computed, because some cores (SAM) update their memory in place:
+the packed state is the next rollout's ``initial_state``, and it is what the worker
+restores when new weights invalidate the cached step.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ class RolloutWorker:
         self._prev_reward = np.zeros(self.num_envs, np.float32)
         self._state = self.agent.initial_state(self.num_envs)
         self._pending = None  # (AgentOutput, next state) for the current observation
+        self._packed_before_pending = None  # packed state from before ``_pending`` was computed
         self._episode_return = np.zeros(self.num_envs, np.float64)
         self._episode_length = np.zeros(self.num_envs, np.int64)
 
@@ -90,7 +94,12 @@ class RolloutWorker:
         if weights.version != self.policy_version:
             self.agent.load_state_dict(weights.resolve())
             self.policy_version = weights.version
-            self._pending = None  # recompute the current output with the new policy
+            if self._pending is not None:  # recompute the current output with the new policy
+                self._state = self.agent.unpack_state(self._packed_tensors())
+                self._pending = None
+
+    def _packed_tensors(self) -> dict[str, torch.Tensor]:
+        return {name: torch.from_numpy(value.copy()) for name, value in self._packed_before_pending.items()}
 
     def _act(self):
         if self._pending is None:
@@ -115,13 +124,18 @@ class RolloutWorker:
         actions = np.empty((T, B), np.int64)
         rewards = np.empty((T, B), np.float32)
         logits, decisions, telemetry = [], [], []
-        initial_state = _to_numpy(self.agent.pack_state(self._state))
+        if self._pending is None:
+            initial_state = _to_numpy(self.agent.pack_state(self._state))
+        else:
+            initial_state = self._packed_before_pending
         initial_prev_action = self._prev_action.copy()
         initial_prev_reward = self._prev_reward.copy()
         finished_returns: list[float] = []
         finished_lengths: list[int] = []
 
         for t in range(T + 1):
+            if t == T:
+                self._packed_before_pending = _to_numpy(self.agent.pack_state(self._state))
             output, next_state = self._act()
             observations[t] = self._observation
             firsts[t] = self._first

@@ -66,6 +66,9 @@ class Agent(nn.Module):
     def unpack_state(self, packed: dict[str, torch.Tensor]) -> State:
         return self.core.unpack_state(packed)
 
+    def concat_packed(self, packed_states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return self.core.concat_packed(packed_states)
+
     def step(
         self,
         obs: torch.Tensor,

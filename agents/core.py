@@ -96,3 +96,11 @@ class RecurrentCore(nn.Module):
     def unpack_state(self, packed: dict[str, torch.Tensor]) -> State:
         """Inverse of :meth:`pack_state`; must round-trip exactly."""
         return dict(packed)
+
+    def concat_packed(self, packed_states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Join packed states of several batches along B (the learner stacks rollouts).
+
+        The default concatenates each entry; cores whose packed entries vary in size
+        between batches (SAM's touched rows) override it.
+        """
+        return {name: torch.cat([p[name] for p in packed_states], 0) for name in packed_states[0]}

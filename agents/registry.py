@@ -9,18 +9,25 @@ from agents.lstm_core import LSTMCore
 from agents.torsos import TORSOS
 
 
-def _core_factory(core: str, num_actions: int, options: dict[str, Any]):
+def core_factory(core: str, num_actions: int, options: dict[str, Any]):
+    """``core_factory(...)(input_size) -> RecurrentCore``."""
     if core == "lstm":
         return lambda input_size: LSTMCore(input_size, **options)
     if core in STRAW_VARIANTS:
         from agents.straw import StrawCore
 
         return lambda input_size: StrawCore(input_size, num_actions, variant=core, **options)
+    if core in MEMORY_CORES:
+        from agents import sam
+
+        core_class = {"sam": sam.SAMCore, "sdnc": sam.SDNCCore, "dam": sam.DAMCore, "ntm": sam.NTMCore}[core]
+        return lambda input_size: core_class(input_size, **options)
     raise ValueError(f"unknown core {core!r}; known cores: {', '.join(CORES)}")
 
 
 STRAW_VARIANTS = ("straw", "strawe", "straw_re")
-CORES = ("lstm", *STRAW_VARIANTS)
+MEMORY_CORES = ("sam", "sdnc", "dam", "ntm")
+CORES = ("lstm", *STRAW_VARIANTS, *MEMORY_CORES)
 
 
 def build_agent(
@@ -39,4 +46,4 @@ def build_agent(
     if torso not in TORSOS:
         raise ValueError(f"unknown torso {torso!r}; known torsos: {', '.join(TORSOS)}")
     encoder = TORSOS[torso](tuple(observation_shape), output_size=torso_size)
-    return Agent(encoder, _core_factory(core, num_actions, dict(core_options or {})), num_actions, reward_clip)
+    return Agent(encoder, core_factory(core, num_actions, dict(core_options or {})), num_actions, reward_clip)

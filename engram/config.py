@@ -25,6 +25,9 @@ class Section(BaseModel):
 
 # --- run -------------------------------------------------------------------------------
 class RunConfig(Section):
+    kind: Literal["rl", "memory_task"] = Field(
+        "rl", description="rl: actors + V-trace learner on Ray; memory_task: supervised training on one process."
+    )
     name: str = Field("run", description="Run folder name under `runs_root` (`runs/<name>/`).")
     seed: int = Field(0, description="The one seed every other seed is derived from.")
     total_steps: int = Field(10_000_000, gt=0, description="Agent steps to learn from (frames = steps × frameskip).")
@@ -102,18 +105,44 @@ class StrawConfig(Section):
         return self.model_dump(exclude={"commitment_cost", "kl_cost"})
 
 
+class MemoryConfig(Section):
+    """SAM / SDNC and the dense baselines DAM / NTM (Rae et al. 2016); see agents/sam/."""
+
+    hidden_size: int = Field(256, gt=0, description="LSTM controller units.")
+    memory_slots: int = Field(4096, ge=1, description="N: memory rows per sequence.")
+    word_size: int = Field(32, gt=0, description="W: width of a memory row.")
+    num_heads: int = Field(4, gt=0, description="Read/write heads.")
+    top_k: int = Field(4, gt=0, description="K: rows per sparse read (SAM, SDNC).")
+    index: Literal["exact", "faiss"] = Field("exact", description="Top-K search: exact scan, or a faiss HNSW index.")
+    link_size: int = Field(8, gt=0, description="K_L: sparse temporal links per row (SDNC only).")
+
+    def core_options(self, core: str) -> dict[str, Any]:
+        options = self.model_dump(exclude={"link_size"})
+        if core == "sdnc":
+            options["link_size"] = self.link_size
+        if core in ("dam", "ntm"):
+            options.pop("index")
+            options.pop("top_k")
+        return options
+
+
 class AgentConfig(Section):
     torso: Literal["auto", "shallow", "deep", "mlp"] = Field(
         "auto", description="Encoder: IMPALA shallow / deep conv for frames, mlp for vectors; auto picks by shape."
     )
     torso_size: int = Field(256, gt=0, description="Encoder output features.")
-    core: Literal["lstm", "straw", "strawe", "straw_re"] = Field("lstm", description="Recurrent core.")
+    core: Literal["lstm", "straw", "strawe", "straw_re", "sam", "sdnc", "dam", "ntm"] = Field(
+        "lstm", description="Recurrent core: LSTM, a STRAW variant, or a memory core."
+    )
     lstm: LSTMConfig = LSTMConfig()
     straw: StrawConfig = StrawConfig()
+    memory: MemoryConfig = MemoryConfig()
 
     def core_options(self) -> dict[str, Any]:
         if self.core.startswith("straw"):
             return self.straw.core_options()
+        if self.core in ("sam", "sdnc", "dam", "ntm"):
+            return self.memory.core_options(self.core)
         return getattr(self, self.core).model_dump()
 
     def aux_loss_costs(self) -> dict[str, float]:
@@ -156,6 +185,29 @@ class LearnerConfig(Section):
     bptt: BPTTConfig = BPTTConfig()
 
 
+# --- supervised memory tasks ----------------------------------------------------------
+class MemoryTaskConfig(Section):
+    """The algorithmic tasks of Rae et al. 2016 §4.2, trained when ``run.kind: memory_task``."""
+
+    task: Literal["copy", "associative_recall", "priority_sort"] = Field("copy", description="Which task.")
+    bits: int = Field(6, gt=0, description="Bits per item.")
+    item_length: int = Field(3, gt=0, description="Vectors per item (associative recall only).")
+    updates: int = Field(10_000, gt=0, description="Optimiser updates.")
+    batch_size: int = Field(8, gt=0, description="Sequences per update (the paper: 8).")
+    learning_rate: float = Field(1e-4, gt=0, description="RMSProp step size (the paper: 1e-5).")
+    curriculum_start: int = Field(1, ge=1, description="Initial curriculum level h.")
+    curriculum_maximum: int = Field(1024, ge=1, description="Largest h.")
+    curriculum_threshold: float = Field(0.05, gt=0, description="Loss per scored bit under which h doubles.")
+    curriculum_patience: int = Field(50, gt=0, description="Updates the loss must stay under the threshold.")
+    log_every: int = Field(50, gt=0, description="Updates between records.")
+
+    def task_options(self) -> dict[str, Any]:
+        options = {"bits": self.bits}
+        if self.task == "associative_recall":
+            options["item_length"] = self.item_length
+        return options
+
+
 # --- telemetry and checkpoints ---------------------------------------------------------
 class TelemetryConfig(Section):
     log_interval_s: float = Field(5.0, gt=0, description="Seconds between TensorBoard / metrics.jsonl records.")
@@ -175,6 +227,7 @@ class Config(Section):
     learner: LearnerConfig = LearnerConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+    memory_task: MemoryTaskConfig = MemoryTaskConfig()
 
     @model_validator(mode="after")
     def _batch_fits_actors(self) -> "Config":

@@ -136,6 +136,13 @@ def train(
     """Train ``config``; returns the run folder. Raises :class:`ConfigError` on bad input."""
     directory = resolve_run_dir(config, run_dir)
     prepare_run_dir(directory, config, resume)
+    if config.run.kind == "memory_task":
+        if resume:
+            raise ConfigError("--resume is not supported for memory_task runs")
+        from engram.memory_task import run_memory_task
+
+        run_memory_task(config, directory)
+        return directory
     torch.manual_seed(config.run.seed)
     random.seed(config.run.seed)
     torch.set_num_threads(config.learner.torch_threads)

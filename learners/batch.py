@@ -45,8 +45,8 @@ def _cat(arrays: list[np.ndarray], axis: int) -> torch.Tensor:
     return torch.from_numpy(np.concatenate(arrays, axis=axis))
 
 
-def stack_rollouts(rollouts: list[Rollout], unpack_state) -> Batch:
-    """Concatenate rollouts along B. ``unpack_state`` is ``Agent.unpack_state``."""
+def stack_rollouts(rollouts: list[Rollout], agent) -> Batch:
+    """Concatenate rollouts along B; ``agent`` unpacks and joins their initial states."""
     lengths = {r.unroll_length for r in rollouts}
     if len(lengths) != 1:
         raise ValueError(f"rollouts of different lengths {sorted(lengths)} cannot share a batch")
@@ -54,8 +54,8 @@ def stack_rollouts(rollouts: list[Rollout], unpack_state) -> Batch:
     rewards = _cat([r.rewards for r in rollouts], 1)
     prev_actions = torch.cat([_cat([r.initial_prev_action for r in rollouts], 0)[None], actions], 0)
     prev_rewards = torch.cat([_cat([r.initial_prev_reward for r in rollouts], 0)[None], rewards], 0)
-    states = [unpack_state({k: torch.from_numpy(np.array(v)) for k, v in r.initial_state.items()}) for r in rollouts]
-    initial_state = {name: torch.cat([s[name] for s in states], 0) for name in states[0]}
+    packed = [{k: torch.from_numpy(np.array(v)) for k, v in r.initial_state.items()} for r in rollouts]
+    initial_state = agent.unpack_state(agent.concat_packed(packed))
     decision_names = rollouts[0].decisions.keys()
     return Batch(
         observations=_cat([r.observations for r in rollouts], 1),

@@ -106,7 +106,7 @@ class Learner:
         return {name: value.detach().clone() for name, value in self.agent.state_dict().items()}
 
     def update(self, rollouts: list[Rollout], learner_version: int | None = None) -> dict[str, float]:
-        batch = stack_rollouts(rollouts, self.agent.unpack_state)
+        batch = stack_rollouts(rollouts, self.agent)
         return self.update_batch(batch, learner_version)
 
     def update_batch(self, batch: Batch, learner_version: int | None = None) -> dict[str, float]:

@@ -41,7 +41,7 @@ def test_learner_recomputes_the_behaviour_logits():
     worker.set_weights(PublishedWeights(0, [agent.state_dict()]))
     rollouts = [wire.decode(worker.unroll()) for _ in range(3)]
     for rollout in rollouts:
-        batch = stack_rollouts([rollout], agent.unpack_state)
+        batch = stack_rollouts([rollout], agent)
         with torch.no_grad():
             outputs, _ = full_unroll(make_step_fn(agent), batch.initial_state, step_inputs(batch))
         torch.testing.assert_close(outputs["logits"], batch.behaviour_logits, rtol=0, atol=1e-6)
@@ -61,3 +61,32 @@ def test_non_finite_loss_skips_the_update_and_keeps_the_weights():
     learner.update([rollout], learner_version=0)
     assert learner.updates == 1
     assert any(not torch.equal(before[k], v) for k, v in learner.get_weights().items())
+
+
+def _memory_worker(core, T=7):
+    env_factory = functools.partial(make_vector_env, "memory_cue", 3, seed=0, options={"delay": 20})
+    agent_factory = functools.partial(
+        build_agent, (4,), 2, torso_size=16,
+        core=core, core_options={"hidden_size": 16, "memory_slots": 32, "word_size": 8, "num_heads": 2, "top_k": 4},
+    )
+    return RolloutWorker(0, env_factory, agent_factory, T, seed=3), agent_factory
+
+
+def test_sam_rollouts_replay_exactly_even_across_weight_updates():
+    """SAM writes its memory in place: the packed initial state must not see step T's write,
+    and a weight update between rollouts must recompute step T from the clean state."""
+    worker, agent_factory = _memory_worker("sam")
+    versions = [0, 0, 1, 1, 2]  # repeated versions keep the cached step, new ones recompute it
+    distinct = [agent_factory() for _ in range(3)]
+    agents = [distinct[v] for v in versions]
+    rollouts = []
+    for version, agent in zip(versions, agents):
+        rollouts.append(wire.decode(worker.unroll(PublishedWeights(version, [agent.state_dict()]))))
+    for rollout, agent in zip(rollouts, agents):
+        batch = stack_rollouts([rollout], agent)
+        with torch.no_grad():
+            outputs, _ = full_unroll(make_step_fn(agent), batch.initial_state, step_inputs(batch))
+        torch.testing.assert_close(outputs["logits"], batch.behaviour_logits, rtol=0, atol=1e-5)
+    # rollouts of different lengths of touched rows still stack into one batch
+    batch = stack_rollouts(rollouts[:2], agents[0])
+    assert batch.initial_state["memory"].shape[0] == 6

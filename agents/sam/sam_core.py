@@ -304,6 +304,23 @@ class SparseMemoryCore(RecurrentCore):
             packed[f"rows/{name}"] = torch.where(mask, rows, pad)
         return packed
 
+    def concat_packed(self, packed_states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Join packed states along B, padding the touched-row lists to the longest P."""
+        width = max(p["rows_index"].shape[1] for p in packed_states)
+        joined: dict[str, torch.Tensor] = {}
+        for name in packed_states[0]:
+            parts = []
+            for packed in packed_states:
+                value = packed[name]
+                if name == "rows_index" or name.startswith("rows/"):
+                    missing = width - value.shape[1]
+                    fill = -1 if name == "rows_index" else 0
+                    pad = value.new_full((value.shape[0], missing, *value.shape[2:]), fill)
+                    value = torch.cat([value, pad], 1)
+                parts.append(value)
+            joined[name] = torch.cat(parts, 0)
+        return joined
+
     def unpack_state(self, packed: dict[str, torch.Tensor]) -> State:
         """Inverse of :meth:`pack_state` (exact)."""
         index = packed["rows_index"]

@@ -1,0 +1,297 @@
+"""Memory vs time of BPTT variants on a long LSTM unroll (Gruslys et al. 2016, arXiv:1606.03401).
+
+Compares, in one run and on one model:
+* full BPTT (autograd through a Python loop),
+* ``torch.utils.checkpoint`` over segments of ⌈√T⌉ steps (Chen et al. 2016),
+* BPTT-HSM / ISM / MSM from ``learners.bptt`` over a sweep of byte budgets (fractions of full
+  BPTT's measured memory, plus the √T baseline's measured memory).
+
+Setup (ours; the paper's exact LSTM sizes were not checked): one ``nn.LSTMCell`` with
+hidden 512, input 64, a linear head 512 -> 16 per step, batch 64, T = 1000, float32, CPU;
+loss = Σ_t <w_t, y_t> with fixed random w. ``--quick``: T = 200, hidden 128, batch 16.
+
+Memory = peak bytes held for backward, measured with ``learners.bptt.SavedTensorMeter``:
+tensors saved by autograd (saved-tensor hooks), each storage counted once, inputs and
+parameters excluded, plus the executor's hidden-state checkpoints. The checkpoint baseline
+uses the re-entrant ``torch.utils.checkpoint`` because the non-reentrant one installs its
+own saved-tensor hooks, which would hide its tensors from the meter; for the re-entrant
+one ``state0`` requires grad (otherwise the first segment gets no parameter gradients).
+
+Time = forward + backward, best of ``--repeats``, as wall-clock and as process CPU time,
+torch limited to ``--threads`` threads (default 1: the benchmark machine is shared). On a
+shared machine wall-clock mostly measures the neighbours, so the plot and the headline use
+CPU time (with one thread it is the compute time). Timings are reported, never asserted;
+ratios are against full BPTT in the same run.
+
+    python -m benchmarks.bptt [--quick] [--json PATH] [--png PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from learners import bptt
+
+
+@dataclass
+class Setup:
+    seq_len: int = 1000
+    batch: int = 64
+    hidden: int = 512
+    input_size: int = 64
+    output_size: int = 16
+    budget_fractions: tuple[float, ...] = (0.02, 0.05, 0.10, 0.20)
+    modes: tuple[str, ...] = ("hsm", "ism", "msm")
+    repeats: int = 2
+    threads: int = 1
+    seed: int = 0
+
+
+QUICK = dict(seq_len=200, batch=16, hidden=128, input_size=32, budget_fractions=(0.05, 0.2))
+
+
+@dataclass
+class Row:
+    method: str
+    budget_fraction: float | None
+    budget_bytes: int | None
+    peak_bytes: int
+    seconds: float
+    cpu_seconds: float
+    plan_cost: int | None = None
+    plan_seconds: float | None = None
+    memory_ratio: float = 0.0
+    time_ratio: float = 0.0
+    cpu_ratio: float = 0.0
+
+
+class LSTMProblem:
+    """The step function, its parameters, inputs and loss weights."""
+
+    def __init__(self, setup: Setup):
+        torch.manual_seed(setup.seed)
+        self.setup = setup
+        self.cell = nn.LSTMCell(setup.input_size, setup.hidden)
+        self.head = nn.Linear(setup.hidden, setup.output_size)
+        self.parameters = list(self.cell.parameters()) + list(self.head.parameters())
+        T, B = setup.seq_len, setup.batch
+        self.inputs = {"features": torch.randn(T, B, setup.input_size)}  # [T, B, I]
+        self.loss_weights = torch.randn(T, B, setup.output_size)  # w_t, [T, B, O]
+
+    def state0(self) -> dict[str, torch.Tensor]:
+        zeros = torch.zeros(self.setup.batch, self.setup.hidden)
+        return {"h": zeros.clone().requires_grad_(), "c": zeros.clone().requires_grad_()}
+
+    def step(self, state, x):
+        h, c = self.cell(x["features"], (state["h"], state["c"]))
+        return {"h": h, "c": c}, {"y": self.head(h)}
+
+    def loss(self, y: torch.Tensor) -> torch.Tensor:
+        return (y * self.loss_weights).sum()
+
+    def meter(self) -> bptt.SavedTensorMeter:
+        return bptt.SavedTensorMeter(exclude=list(self.inputs.values()) + self.parameters)
+
+
+def _segment_checkpointed_outputs(problem: LSTMProblem, state0, segment: int) -> torch.Tensor:
+    """torch.utils.checkpoint baseline: each segment of `segment` steps is recomputed once."""
+    features = problem.inputs["features"]
+    T = features.shape[0]
+
+    def run_segment(h, c, x_segment):
+        ys = []
+        for x_t in x_segment:
+            h, c = problem.cell(x_t, (h, c))
+            ys.append(problem.head(h))
+        return h, c, torch.stack(ys)
+
+    h, c, outputs = state0["h"], state0["c"], []
+    for start in range(0, T, segment):
+        h, c, ys = checkpoint(run_segment, h, c, features[start : start + segment], use_reentrant=True)
+        outputs.append(ys)
+    return torch.cat(outputs)
+
+
+def _measure(problem: LSTMProblem, run, repeats: int) -> tuple[int, float, float]:
+    """(peak bytes, best wall seconds, best CPU seconds) of forward + backward of
+    `run(meter) -> y [T, B, O]`.
+
+    The loss is built outside the meter, so what its own backward saves (y and w) is not
+    counted: the figure is the unroll's.
+    """
+    best, best_cpu, peak = math.inf, math.inf, 0
+    for _ in range(repeats):
+        for p in problem.parameters:
+            p.grad = None
+        meter = problem.meter()
+        started, started_cpu = time.perf_counter(), time.process_time()
+        with meter:
+            outputs = run(meter)
+        loss = problem.loss(outputs)
+        with meter:
+            loss.backward()
+        best = min(best, time.perf_counter() - started)
+        best_cpu = min(best_cpu, time.process_time() - started_cpu)
+        peak = max(peak, meter.peak_bytes)
+        del outputs, loss
+    return peak, best, best_cpu
+
+
+def run_benchmark(setup: Setup, log=print) -> dict:
+    torch.set_num_threads(setup.threads)
+    problem = LSTMProblem(setup)
+    T = setup.seq_len
+    rows: list[Row] = []
+
+    def full(meter):
+        outputs, _ = bptt.checkpointed_unroll(problem.step, problem.state0(), problem.inputs, None)
+        return outputs["y"]
+
+    peak, seconds, cpu = _measure(problem, full, setup.repeats)
+    rows.append(Row("full BPTT", 1.0, None, peak, seconds, cpu, plan_cost=T))
+    full = rows[0]
+    log(f"full BPTT: {peak / 2**20:.1f} MiB, {seconds:.2f} s ({cpu:.2f} s CPU)")
+
+    segment = math.ceil(math.sqrt(T))
+    peak, seconds, cpu = _measure(
+        problem, lambda meter: _segment_checkpointed_outputs(problem, problem.state0(), segment), setup.repeats
+    )
+    rows.append(Row(f"checkpoint √T ({segment})", None, None, peak, seconds, cpu, plan_cost=2 * T - math.ceil(T / segment)))
+    sqrt_peak = peak
+    log(f"torch.utils.checkpoint: {peak / 2**20:.1f} MiB, {seconds:.2f} s ({cpu:.2f} s CPU)")
+
+    sizes = bptt.measure_step_bytes(problem.step, problem.state0(), {"features": problem.inputs["features"][0]}, problem.parameters)
+    log(f"measured: hidden state {sizes.hidden_bytes} B, internal state {sizes.internal_bytes} B (alpha {sizes.alpha:.2f})")
+    budgets = [(fraction, int(fraction * full.peak_bytes)) for fraction in setup.budget_fractions]
+    budgets.append((sqrt_peak / full.peak_bytes, sqrt_peak))
+    for mode in setup.modes:
+        for fraction, budget in sorted(budgets):
+            started = time.perf_counter()
+            try:
+                unroll_plan = bptt.plan_for_budget(T, budget, sizes.hidden_bytes, sizes.internal_bytes, mode=mode)
+            except bptt.BudgetTooSmallError as error:
+                log(f"{mode} at {fraction:.3f}: {error}")
+                continue
+            plan_seconds = time.perf_counter() - started
+
+            def run(meter, unroll_plan=unroll_plan):
+                outputs, _ = bptt.checkpointed_unroll(
+                    problem.step, problem.state0(), problem.inputs, unroll_plan,
+                    parameters=problem.parameters, meter=meter,
+                )
+                return outputs["y"]
+
+            peak, seconds, cpu = _measure(problem, run, setup.repeats)
+            rows.append(Row(mode.upper(), fraction, budget, peak, seconds, cpu, unroll_plan.cost, plan_seconds))
+            log(
+                f"{mode} budget {fraction:.3f}: {peak / 2**20:.1f} MiB, {seconds:.2f} s ({cpu:.2f} s CPU), "
+                f"cost {unroll_plan.cost / T:.3f}/step (planned in {plan_seconds:.2f} s)"
+            )
+
+    for row in rows:
+        row.memory_ratio = row.peak_bytes / full.peak_bytes
+        row.time_ratio = row.seconds / full.seconds
+        row.cpu_ratio = row.cpu_seconds / full.cpu_seconds
+    return {
+        "headline": _headline(rows, sqrt_peak),
+        "setup": asdict(setup),
+        "hidden_bytes": sizes.hidden_bytes,
+        "internal_bytes": sizes.internal_bytes,
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "memory_counting": "saved-tensor hooks, one count per storage, inputs and parameters excluded, plus executor checkpoints",
+        "rows": [asdict(row) for row in rows],
+    }
+
+
+def _headline(rows: list[Row], sqrt_peak: int) -> dict:
+    """The paper's claim in our terms: MSM at <= 5% memory, and MSM at the √T baseline's memory."""
+    small = [r for r in rows if r.method == "MSM" and r.memory_ratio <= 0.05]
+    at_sqrt = [r for r in rows if r.method == "MSM" and r.budget_bytes == sqrt_peak]
+    baseline = next(r for r in rows if r.method.startswith("checkpoint"))
+    headline = {"checkpoint_sqrt_cpu_ratio": baseline.cpu_ratio, "checkpoint_sqrt_memory_ratio": baseline.memory_ratio}
+    if small:
+        best = min(small, key=lambda r: r.cpu_ratio)
+        headline.update(msm_at_5pct_memory_ratio=best.memory_ratio, msm_at_5pct_cpu_ratio=best.cpu_ratio)
+    if at_sqrt:
+        headline.update(msm_at_sqrt_memory_cpu_ratio=at_sqrt[0].cpu_ratio, msm_at_sqrt_memory_ratio=at_sqrt[0].memory_ratio)
+    return headline
+
+
+def format_table(result: dict) -> str:
+    T = result["setup"]["seq_len"]
+    lines = [
+        f"{'method':<22s} {'budget':>7s} {'peak MiB':>9s} {'mem/full':>9s} {'wall s':>7s} {'wall/full':>9s} "
+        f"{'CPU s':>7s} {'CPU/full':>8s} {'fwd/step':>8s}",
+    ]
+    for row in result["rows"]:
+        budget = "" if row["budget_fraction"] is None or row["budget_bytes"] is None else f"{row['budget_fraction']:.3f}"
+        cost = "" if row["plan_cost"] is None else f"{row['plan_cost'] / T:.3f}"
+        lines.append(
+            f"{row['method']:<22s} {budget:>7s} {row['peak_bytes'] / 2**20:9.2f} {row['memory_ratio']:9.3f} "
+            f"{row['seconds']:7.2f} {row['time_ratio']:9.2f} {row['cpu_seconds']:7.2f} {row['cpu_ratio']:8.2f} {cost:>8s}"
+        )
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    markers = {"HSM": "o", "ISM": "s", "MSM": "^"}
+    for method, marker in markers.items():
+        points = sorted((r["memory_ratio"], r["cpu_ratio"]) for r in result["rows"] if r["method"] == method)
+        if points:
+            axes.plot(*zip(*points), marker=marker, label=f"BPTT-{method}")
+    for row in result["rows"]:
+        if row["method"] not in markers:
+            axes.scatter(row["memory_ratio"], row["cpu_ratio"], marker="*", s=120, label=row["method"], zorder=3)
+    axes.set_xscale("log")
+    axes.set_xlabel("peak bytes held for backward / full BPTT")
+    axes.set_ylabel("CPU time / full BPTT")
+    s = result["setup"]
+    axes.set_title(f"LSTM T={s['seq_len']} hidden={s['hidden']} batch={s['batch']} ({s['threads']} thread)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bptt", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, finishes in well under a minute")
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--png", metavar="PATH", help="write a memory-vs-time plot")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="timing repeats (best is kept)")
+    args = parser.parse_args(argv)
+    setup = Setup(**QUICK, repeats=2) if args.quick else Setup()
+    setup.threads = args.threads
+    if args.repeats is not None:
+        setup.repeats = args.repeats
+    result = run_benchmark(setup)
+    print(format_table(result))
+    print("headline (CPU-time ratios vs full BPTT):", json.dumps(result["headline"]))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=2)
+    if args.png:
+        plot(result, args.png)
+    return result
+
+
+if __name__ == "__main__":
+    main()

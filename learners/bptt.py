@@ -1,0 +1,606 @@
+"""Executor for memory-efficient BPTT (Gruslys et al. 2016, arXiv:1606.03401).
+
+:func:`checkpointed_unroll` runs ``step_fn`` over ``T`` steps and returns the per-step
+outputs ``[T, ...]``; their backward recomputes segments as a :class:`Plan` from
+:func:`learners.bptt_plan.plan` says, so that only the plan's checkpoints are held between
+the forward and the backward pass. Gradients equal plain BPTT (same operations, only the
+summation order of parameter gradients differs).
+
+How it works
+------------
+1. *Forward pass*: the plan's actions up to its first backprop are run in plain Python,
+   without a graph except where the plan stores an internal state (the step is run with
+   grad and its graph is kept) and for the last step, whose graph is the first one the
+   backward needs. Hidden-state checkpoints are detached copies of the state.
+2. A custom :class:`torch.autograd.Function` takes the tensors that need gradients
+   (``state0``'s float tensors, the parameters, input tensors that require grad) as its
+   inputs and returns the stacked outputs and the final state. Its backward runs the rest
+   of the plan: it recomputes steps with grad from checkpoints and, for each step from
+   T-1 down to 0, calls :func:`torch.autograd.grad` on that step's graph with the incoming
+   gradients (dL/d out_t and dL/d s_{t+1}), which yields dL/d s_t, the step's parameter
+   gradients (summed here and returned from the Function, so both ``loss.backward()`` and
+   ``torch.autograd.grad`` work) and dL/d x_t.
+
+Contract for ``step_fn(state, x_t) -> (new_state, out_t)``
+-----------------------------------------------------------
+* ``state``, ``x_t`` and ``out_t`` are nested dicts; state leaves may be non-tensors (ints
+  and such pass through); ``out_t`` leaves are tensors.
+* It must be deterministic given ``(state, x_t)`` and the torch RNG state: recomputation
+  must reproduce the forward exactly. Cores that sample (STRAW's gate) must take the
+  recorded decisions from ``x_t`` (replay). With ``preserve_rng_state=True`` (default)
+  the CPU (and CUDA) RNG state is saved at each checkpoint and restored before recomputing
+  from it, so dropout-like sampling also replays; the global RNG is left as after the
+  forward pass.
+* It must not modify its inputs in place.
+* Tensors requiring grad that it uses must be in ``parameters`` (taken from the module when
+  ``step_fn`` is an ``nn.Module`` or a bound method of one). A forgotten one raises.
+* Double backward (``create_graph=True``) through the unroll is not supported.
+
+Memory accounting (ARCHITECTURE.md "Conventions")
+-------------------------------------------------
+:class:`SavedTensorMeter` counts bytes held for backward: tensors saved by autograd (via
+``torch.autograd.graph.saved_tensors_hooks``), each storage once, inputs and parameters
+excluded, plus the executor's hidden-state checkpoints. :func:`measure_step_bytes` uses it
+on one traced step to size hidden and internal states for
+:func:`learners.bptt_plan.plan_for_budget`; :func:`make_plan` is the learner's switch between
+``"full"`` (plain BPTT) and the HSM / ISM / MSM planners.
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from learners.bptt_plan import (  # noqa: F401  (re-exported: learners.bptt.plan etc.)
+    BudgetTooSmallError,
+    Op,
+    Plan,
+    minimum_budget_bytes,
+    parse_bytes,
+    plan,
+    plan_for_budget,
+)
+
+StepFn = Callable[[dict, dict], tuple[dict, dict]]
+Path = tuple[str, ...]
+
+
+# --------------------------------------------------------------------------------------
+# Nested dicts <-> flat {path: leaf}.
+
+
+def _flatten(tree: Mapping, prefix: Path = ()) -> dict[Path, Any]:
+    flat: dict[Path, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, prefix + (key,)))
+        else:
+            flat[prefix + (key,)] = value
+    return flat
+
+
+def _unflatten(flat: Mapping[Path, Any]) -> dict:
+    tree: dict = {}
+    for path, value in flat.items():
+        node = tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _is_float(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex())
+
+
+# --------------------------------------------------------------------------------------
+# Memory accounting.
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple[str, int]:
+    return (str(tensor.device), tensor.untyped_storage().data_ptr())
+
+
+def _storage_bytes(tensor: torch.Tensor) -> int:
+    return tensor.untyped_storage().nbytes()
+
+
+class _Held:
+    """A tensor counted by a meter while this object lives (autograd holds it when packed)."""
+
+    __slots__ = ("tensor", "_release", "__weakref__")
+
+    def __init__(self, tensor: torch.Tensor, release):
+        self.tensor = tensor
+        self._release = release
+
+    def __del__(self):
+        self._release()
+
+
+class SavedTensorMeter:
+    """Live and peak bytes held for backward, counted once per storage.
+
+    Use as a context manager around forward and backward. It counts tensors autograd
+    saves (pack hook) until autograd frees them, plus tensors registered with
+    :meth:`hold` (the executor's checkpoints). Storages of ``exclude`` (inputs,
+    parameters) are never counted.
+    """
+
+    def __init__(self, exclude: Iterable[torch.Tensor] = ()):
+        self._excluded = {_storage_key(t) for t in exclude if isinstance(t, torch.Tensor)}
+        self._references: dict[tuple[str, int], int] = {}
+        self.live_bytes = 0
+        self.peak_bytes = 0
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+
+    def exclude(self, tensors: Iterable[torch.Tensor]) -> None:
+        self._excluded.update(_storage_key(t) for t in tensors if isinstance(t, torch.Tensor))
+
+    def hold(self, tensor: torch.Tensor) -> _Held | torch.Tensor:
+        """Count ``tensor`` until the returned handle is dropped."""
+        key = _storage_key(tensor)
+        if key in self._excluded or tensor.numel() == 0:
+            return tensor
+        count = self._references.get(key, 0)
+        self._references[key] = count + 1
+        if count == 0:
+            self.live_bytes += _storage_bytes(tensor)
+            self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+        size = _storage_bytes(tensor)
+        meter = weakref.ref(self)
+
+        def release():
+            owner = meter()
+            if owner is None:
+                return
+            remaining = owner._references[key] - 1
+            if remaining:
+                owner._references[key] = remaining
+            else:
+                del owner._references[key]
+                owner.live_bytes -= size
+
+        return _Held(tensor, release)
+
+    def reset_peak(self) -> None:
+        self.peak_bytes = self.live_bytes
+
+    def _pack(self, tensor: torch.Tensor):
+        return self.hold(tensor)
+
+    @staticmethod
+    def _unpack(packed):
+        return packed.tensor if isinstance(packed, _Held) else packed
+
+    def __enter__(self) -> SavedTensorMeter:
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.__exit__(*exc)
+
+
+@dataclass(frozen=True)
+class StepBytes:
+    """Sizes for :func:`learners.bptt_plan.plan_for_budget`.
+
+    Attributes:
+        hidden_bytes: bytes of the state's float tensors (one hidden state, h in the paper).
+        internal_bytes: bytes one step saves for its backward (its internal state; this
+            includes its input state, and its output state when the step saves it), storages
+            counted once, inputs and parameters excluded. An upper bound of one step's share
+            of plain BPTT's memory.
+    """
+
+    hidden_bytes: int
+    internal_bytes: int
+
+    @property
+    def alpha(self) -> float:
+        """Size of a stored internal state (saved tensors + output state) in hidden states."""
+        return (self.internal_bytes + self.hidden_bytes) / self.hidden_bytes
+
+
+def measure_step_bytes(
+    step_fn: StepFn,
+    state: Mapping,
+    inputs_t: Mapping,
+    parameters: Iterable[torch.Tensor] | None = None,
+) -> StepBytes:
+    """Trace one step with grad and measure hidden and internal state bytes.
+
+    ``inputs_t`` is one time step of the inputs (``[B, ...]`` leaves). The global RNG is
+    restored afterwards, so measuring does not change a seeded run.
+    """
+    params = _resolve_parameters(step_fn, parameters)
+    state_flat = _flatten(state)
+    hidden = {}
+    for value in state_flat.values():
+        if _is_float(value):
+            hidden[_storage_key(value)] = _storage_bytes(value)
+    x_flat = _flatten(inputs_t)
+    meter = SavedTensorMeter(exclude=list(x_flat.values()) + params)
+    with torch.random.fork_rng(devices=_cuda_devices(state_flat, x_flat)), torch.enable_grad(), meter:
+        leaves = {p: (v.detach().requires_grad_() if _is_float(v) else v) for p, v in state_flat.items()}
+        new_state, out = step_fn(_unflatten(leaves), _unflatten(x_flat))
+        internal = meter.live_bytes
+        del new_state, out
+    return StepBytes(hidden_bytes=sum(hidden.values()), internal_bytes=internal)
+
+
+UNROLL_MODES = ("full", "hsm", "ism", "msm")
+
+
+def make_plan(mode: str, seq_len: int, budget_bytes: int | str, step_bytes: StepBytes) -> Plan | None:
+    """The learner's switch: ``"full"`` -> ``None`` (plain BPTT), otherwise
+    :func:`learners.bptt_plan.plan_for_budget` for that mode and budget (e.g. ``"2GiB"``)."""
+    if mode not in UNROLL_MODES:
+        raise ValueError(f"unroll mode must be one of {UNROLL_MODES}, got {mode!r}")
+    if mode == "full":
+        return None
+    return plan_for_budget(seq_len, budget_bytes, step_bytes.hidden_bytes, step_bytes.internal_bytes, mode=mode)
+
+
+# --------------------------------------------------------------------------------------
+# The executor.
+
+
+def _resolve_parameters(step_fn, parameters) -> list[torch.Tensor]:
+    if parameters is None:
+        owner = step_fn if isinstance(step_fn, nn.Module) else getattr(step_fn, "__self__", None)
+        if isinstance(owner, nn.Module) and (isinstance(step_fn, nn.Module) or inspect.ismethod(step_fn)):
+            parameters = owner.parameters()
+        else:
+            parameters = ()
+    unique, seen = [], set()
+    for tensor in parameters:
+        if tensor.requires_grad and id(tensor) not in seen:
+            seen.add(id(tensor))
+            unique.append(tensor)
+    return unique
+
+
+def _cuda_devices(*flats: Mapping[Path, Any]) -> list[int]:
+    devices = set()
+    for flat in flats:
+        for value in flat.values():
+            if isinstance(value, torch.Tensor) and value.is_cuda:
+                devices.add(value.device.index)
+    return sorted(devices)
+
+
+@dataclass
+class _StepGraph:
+    """One step run with grad: its leaves and results (its internal state lives in the graph)."""
+
+    step: int
+    state_in: dict[Path, Any]
+    x_leaves: dict[Path, torch.Tensor]
+    new_state: dict[Path, Any]
+    outputs: dict[Path, torch.Tensor]
+
+
+@dataclass
+class _Checkpoint:
+    position: int  # the hidden state s_position this entry provides
+    state: dict[Path, Any]  # detached
+    rng: Any
+    graph: _StepGraph | None = None  # set for a stored internal state of step position-1
+    held: list = field(default_factory=list)  # meter handles
+
+
+class _Machine:
+    """Runs a plan's actions; the forward part on call, the rest inside backward."""
+
+    def __init__(self, step_fn, plan_, state0, inputs, params, meter, preserve_rng_state):
+        self.step_fn = step_fn
+        self.plan = plan_
+        self.params = params
+        self.meter = meter
+        self.state0 = {p: (v.detach() if isinstance(v, torch.Tensor) else v) for p, v in state0.items()}
+        self.inputs = inputs  # flat {path: [T, ...]}
+        self.inputs_detached = {p: v.detach() for p, v in inputs.items()}
+        self.input_grad_paths = [p for p, v in inputs.items() if _is_float(v) and v.requires_grad]
+        self.state0_grad_paths = [p for p, v in state0.items() if _is_float(v) and v.requires_grad]
+        self.preserve_rng_state = preserve_rng_state
+        self.devices = _cuda_devices(state0, inputs)
+        self.calls = 0
+        self.stack: list[_Checkpoint] = []
+        self.cursor_position: int | None = None
+        self.cursor_state: dict[Path, Any] | None = None
+        self.pending: _StepGraph | None = None
+        self.recorded: list[dict[Path, torch.Tensor] | None] = [None] * plan_.seq_len
+        self.final_state: dict[Path, Any] | None = None
+        self.next_action = 0
+
+    # -- running steps ------------------------------------------------------------------
+
+    def _x(self, step: int, with_grad: bool) -> tuple[dict[Path, Any], dict[Path, torch.Tensor]]:
+        x = {p: v[step] for p, v in self.inputs_detached.items()}
+        leaves = {}
+        if with_grad:
+            for path in self.input_grad_paths:
+                x[path] = leaves[path] = x[path].detach().requires_grad_()
+        return x, leaves
+
+    def _call(self, state: dict[Path, Any], x: dict[Path, Any]):
+        self.calls += 1
+        new_state, out = self.step_fn(_unflatten(state), _unflatten(x))
+        return _flatten(new_state), _flatten(out)
+
+    def _record(self, step: int, outputs: dict[Path, torch.Tensor]) -> None:
+        if self.recorded is not None and self.recorded[step] is None:
+            self.recorded[step] = {p: v.detach() for p, v in outputs.items()}
+
+    def _advance(self, count: int) -> None:
+        with torch.no_grad():
+            for _ in range(count):
+                x, _ = self._x(self.cursor_position, with_grad=False)
+                new_state, out = self._call(self.cursor_state, x)
+                self._record(self.cursor_position, out)
+                self.cursor_state = new_state
+                self.cursor_position += 1
+
+    def _run_with_grad(self) -> _StepGraph:
+        step = self.cursor_position
+        with torch.enable_grad():
+            state_in = {
+                p: (v.detach().requires_grad_() if _is_float(v) else v) for p, v in self.cursor_state.items()
+            }
+            x, x_leaves = self._x(step, with_grad=True)
+            new_state, out = self._call(state_in, x)
+        self._record(step, out)
+        return _StepGraph(step, state_in, x_leaves, new_state, out)
+
+    def _hold(self, tensors: Iterable[Any]) -> list:
+        if self.meter is None:
+            return []
+        return [self.meter.hold(t) for t in tensors if _is_float(t)]
+
+    def _rng(self):
+        if not self.preserve_rng_state:
+            return None
+        cuda = [torch.cuda.get_rng_state(d) for d in self.devices]
+        return torch.get_rng_state(), cuda
+
+    def _set_rng(self, rng) -> None:
+        if rng is None:
+            return
+        cpu, cuda = rng
+        torch.set_rng_state(cpu)
+        for device, state in zip(self.devices, cuda):
+            torch.cuda.set_rng_state(state, device)
+
+    # -- the plan's actions -------------------------------------------------------------
+
+    def run_forward(self) -> None:
+        """Actions up to the first backprop; leaves that step's graph pending."""
+        self.stack.append(_Checkpoint(0, self.state0, self._rng()))
+        self.cursor_position, self.cursor_state = 0, self.state0
+        stop = self.plan.first_backprop_index
+        for action in self.plan.actions[:stop]:
+            self._execute(action, gradients=None)
+        self.pending = self._run_with_grad()
+        self.next_action = stop + 1
+        self.final_state = {p: (v.detach() if isinstance(v, torch.Tensor) else v) for p, v in self.pending.new_state.items()}
+        self._check_parameters(self.pending)
+
+    def _execute(self, action, gradients) -> None:
+        op = action.op
+        if op is Op.RESTORE:
+            top = self.stack[-1]
+            self.cursor_position, self.cursor_state = top.position, top.state
+            self._set_rng(top.rng)
+        elif op is Op.ADVANCE:
+            self._advance(action.count)
+        elif op is Op.PUSH_HIDDEN:
+            state = self.cursor_state
+            self.stack.append(_Checkpoint(self.cursor_position, state, self._rng(), held=self._hold(state.values())))
+        elif op is Op.PUSH_INTERNAL:
+            graph = self._run_with_grad()
+            state = {p: (v.detach() if isinstance(v, torch.Tensor) else v) for p, v in graph.new_state.items()}
+            self.cursor_position, self.cursor_state = graph.step + 1, state
+            held = self._hold(graph.new_state.values())
+            self.stack.append(_Checkpoint(graph.step + 1, state, self._rng(), graph=graph, held=held))
+        elif op is Op.BACKPROP_STEP:
+            gradients.backprop(self._run_with_grad())
+            self.cursor_position = self.cursor_state = None
+        elif op is Op.BACKPROP_INTERNAL:
+            checkpoint = self.stack.pop()
+            gradients.backprop(checkpoint.graph)
+        elif op is Op.POP_HIDDEN:
+            self.stack.pop()
+
+    def run_backward(self, gradients: _Gradients) -> None:
+        pending, self.pending = self.pending, None
+        gradients.backprop(pending)
+        del pending
+        for action in self.plan.actions[self.next_action :]:
+            self._execute(action, gradients)
+        self.stack.clear()
+
+    def _check_parameters(self, graph: _StepGraph) -> None:
+        """Raise if the step reached a tensor requiring grad that is not a declared input."""
+        allowed = {id(t) for t in self.params}
+        allowed |= {id(v) for v in graph.state_in.values()} | {id(v) for v in graph.x_leaves.values()}
+        stop_nodes = {t.grad_fn for t in self.params if t.grad_fn is not None}
+        roots = [v for v in list(graph.new_state.values()) + list(graph.outputs.values()) if _is_float(v)]
+        frontier = [v.grad_fn for v in roots if v.grad_fn is not None]
+        seen = set()
+        while frontier:
+            node = frontier.pop()
+            if node is None or node in seen or node in stop_nodes:
+                continue
+            seen.add(node)
+            variable = getattr(node, "variable", None)
+            if variable is not None and id(variable) not in allowed:
+                raise ValueError(
+                    f"step_fn uses a tensor requiring grad (shape {tuple(variable.shape)}) that is not "
+                    "in `parameters`; pass parameters=... to checkpointed_unroll"
+                )
+            frontier.extend(next_node for next_node, _ in node.next_functions)
+
+
+class _Gradients:
+    """Walks gradients backwards through time: dL/ds_{t+1} -> dL/ds_t, summing parameter grads."""
+
+    def __init__(self, machine: _Machine, output_grads, final_state_grads):
+        self.machine = machine
+        self.output_grads = output_grads  # {path: [T, ...] or None}
+        self.state_grads = final_state_grads  # {path: tensor or None}: dL/ds_T
+        self.param_grads: list[torch.Tensor | None] = [None] * len(machine.params)
+        self.input_grads = {p: None for p in machine.input_grad_paths}
+        self.next_step = machine.plan.seq_len - 1
+
+    def backprop(self, graph: _StepGraph) -> None:
+        if graph.step != self.next_step:
+            raise RuntimeError(f"backprop of step {graph.step}, expected {self.next_step}")
+        self.next_step -= 1
+        roots, root_grads = [], []
+        for path, value in graph.outputs.items():
+            grads = self.output_grads.get(path)
+            if grads is not None and value.requires_grad:
+                roots.append(value)
+                root_grads.append(grads[graph.step])
+        for path, value in graph.new_state.items():
+            grad = self.state_grads.get(path)
+            if grad is not None and isinstance(value, torch.Tensor) and value.requires_grad:
+                roots.append(value)
+                root_grads.append(grad)
+        state_paths = [p for p, v in graph.state_in.items() if _is_float(v)]
+        targets = [graph.state_in[p] for p in state_paths] + list(self.machine.params)
+        targets += [graph.x_leaves[p] for p in self.machine.input_grad_paths]
+        if roots:
+            grads = torch.autograd.grad(roots, targets, root_grads, allow_unused=True)
+        else:
+            grads = [None] * len(targets)
+        count = len(state_paths)
+        self.state_grads = dict(zip(state_paths, grads[:count]))
+        for index, grad in enumerate(grads[count : count + len(self.param_grads)]):
+            if grad is not None:
+                if self.param_grads[index] is None:  # Σ_t dL/dθ_t, summed in place
+                    self.param_grads[index] = grad.clone()
+                else:
+                    self.param_grads[index].add_(grad)
+        for path, grad in zip(self.machine.input_grad_paths, grads[count + len(self.param_grads) :]):
+            if grad is not None:
+                if self.input_grads[path] is None:
+                    self.input_grads[path] = torch.zeros_like(self.machine.inputs[path])
+                self.input_grads[path][graph.step] = grad
+
+
+class _UnrollFunction(torch.autograd.Function):
+    """Ties the executor's outputs to its differentiable inputs; backward runs the plan."""
+
+    @staticmethod
+    def forward(ctx, machine: _Machine, output_paths, final_paths, *differentiable_inputs):
+        ctx.set_materialize_grads(False)
+        ctx.machine = machine
+        ctx.output_paths, ctx.final_paths = output_paths, final_paths
+        stacked = [torch.stack([machine.recorded[t][p] for t in range(machine.plan.seq_len)]) for p in output_paths]
+        final = [machine.final_state[p].clone() for p in final_paths]
+        return (*stacked, *final)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        machine: _Machine = ctx.machine
+        if machine is None:
+            raise RuntimeError("checkpointed_unroll supports one backward pass (retain_graph is not supported)")
+        ctx.machine = None
+        output_grads = dict(zip(ctx.output_paths, grads[: len(ctx.output_paths)]))
+        final_grads = dict(zip(ctx.final_paths, grads[len(ctx.output_paths) :]))
+        gradients = _Gradients(machine, output_grads, final_grads)
+        with torch.random.fork_rng(devices=machine.devices, enabled=machine.preserve_rng_state):
+            machine.run_backward(gradients)
+        state_grads = [gradients.state_grads.get(p) for p in machine.state0_grad_paths]
+        input_grads = [gradients.input_grads[p] for p in machine.input_grad_paths]
+        return (None, None, None, *state_grads, *gradients.param_grads, *input_grads)
+
+
+def _full_unroll(step_fn, state0, inputs, seq_len):
+    """Plain BPTT: every step's graph is kept."""
+    state = _flatten(state0)
+    outputs = []
+    for t in range(seq_len):
+        new_state, out = step_fn(_unflatten(state), _unflatten({p: v[t] for p, v in inputs.items()}))
+        state = _flatten(new_state)
+        outputs.append(_flatten(out))
+    stacked = {p: torch.stack([o[p] for o in outputs]) for p in outputs[0]}
+    return _unflatten(stacked), _unflatten(state)
+
+
+def checkpointed_unroll(
+    step_fn: StepFn,
+    state0: Mapping,
+    inputs: Mapping,
+    plan: Plan | None,
+    *,
+    parameters: Iterable[torch.Tensor] | None = None,
+    preserve_rng_state: bool = True,
+    meter: SavedTensorMeter | None = None,
+) -> tuple[dict, dict]:
+    """Run ``step_fn`` over time with a memory-bounded backward (module docstring).
+
+    Args:
+        step_fn: ``step_fn(state, x_t) -> (new_state, out_t)``, nested dicts.
+        state0: the state before step 0 (tensor leaves ``[B, ...]``; other leaves pass).
+        inputs: nested dict of time-major tensors ``[T, B, ...]``; ``x_t`` is ``inputs[t]``.
+        plan: a :class:`Plan` for ``T`` steps, or ``None`` for plain BPTT.
+        parameters: the tensors requiring grad that ``step_fn`` uses besides the state and
+            inputs; default: ``step_fn``'s parameters if it is an ``nn.Module`` or a bound
+            method of one.
+        preserve_rng_state: save/restore the RNG at checkpoints so recomputation replays
+            random draws exactly.
+        meter: if given, the executor registers its hidden-state checkpoints with it.
+
+    Returns:
+        ``(outputs, final_state)``: ``outputs`` has ``out_t``'s structure with leaves
+        stacked ``[T, B, ...]``; both are differentiable w.r.t. ``state0``, the parameters
+        and inputs that require grad. ``step_fn`` is called ``plan.cost`` times over
+        forward and backward (``T`` times for ``plan=None`` or when grad is disabled).
+    """
+    inputs_flat = _flatten(inputs)
+    if not inputs_flat:
+        raise ValueError("inputs must contain at least one [T, ...] tensor")
+    lengths = {v.shape[0] for v in inputs_flat.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"all inputs must share the time dimension, got lengths {sorted(lengths)}")
+    (seq_len,) = lengths
+    if plan is None or not torch.is_grad_enabled():  # no backward: nothing to checkpoint
+        return _full_unroll(step_fn, state0, inputs_flat, seq_len)
+    if plan.seq_len != seq_len:
+        raise ValueError(f"plan is for T={plan.seq_len} steps but inputs have T={seq_len}")
+    params = _resolve_parameters(step_fn, parameters)
+    state0_flat = _flatten(state0)
+    machine = _Machine(step_fn, plan, state0_flat, inputs_flat, params, meter, preserve_rng_state)
+    machine.run_forward()
+
+    recorded = machine.recorded
+    output_paths = list(recorded[0])
+    float_outputs = [p for p in output_paths if _is_float(recorded[0][p])]
+    other_outputs = {p: torch.stack([recorded[t][p] for t in range(seq_len)]) for p in output_paths if p not in float_outputs}
+    final_float = [p for p, v in machine.final_state.items() if _is_float(v)]
+    differentiable = [state0_flat[p] for p in machine.state0_grad_paths] + params
+    differentiable += [inputs_flat[p] for p in machine.input_grad_paths]
+
+    if differentiable:
+        results = _UnrollFunction.apply(machine, float_outputs, final_float, *differentiable)
+    else:
+        machine.pending = None
+        machine.stack.clear()
+        results = [torch.stack([recorded[t][p] for t in range(seq_len)]) for p in float_outputs]
+        results += [machine.final_state[p] for p in final_float]
+    machine.recorded = None  # the stacked copies are all that is kept
+    outputs = dict(zip(float_outputs, results[: len(float_outputs)]))
+    outputs.update(other_outputs)
+    final_state = dict(machine.final_state)
+    final_state.update(zip(final_float, results[len(float_outputs) :]))
+    outputs = {p: outputs[p] for p in output_paths}
+    return _unflatten(outputs), _unflatten(final_state)

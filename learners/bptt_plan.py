@@ -1,0 +1,506 @@
+"""Planner for memory-efficient BPTT (Gruslys et al. 2016, "Memory-Efficient
+Backpropagation Through Time", arXiv:1606.03401): BPTT-HSM, BPTT-ISM and BPTT-MSM.
+
+The planner is pure (numpy, no torch). It answers: given a sequence of ``t`` steps and a
+memory of ``m`` units, in which order should the forward steps be run, which results
+should be stored and where, so that the backward pass costs the fewest forward step
+evaluations? :func:`plan` returns a :class:`Plan` whose ``actions`` the executor in
+:mod:`learners.bptt` runs.
+
+Cost and memory model (paper §3)
+--------------------------------
+* Cost is the number of forward step evaluations, *including* the first forward pass.
+  Every step is back-propagated exactly once; that part is the same for every policy and
+  is not counted.
+* Memory is counted in units of one hidden state ``h`` (the recurrent state passed between
+  steps). An internal state -- everything that back-propagating one step needs, including
+  its output hidden state -- costs ``alpha`` units (α in the paper; rounded up to an
+  integer here so that the dynamic programme runs over integer memory).
+* ``m`` includes the unit holding the hidden state the (sub)sequence starts from, so
+  ``m = 1`` means "only the initial state is kept", as in the paper's Q(t, 1) = t(t+1)/2.
+* Working memory is not counted: the one hidden state being advanced (the "cursor") and
+  the internal state of the one step being back-propagated right now. The byte planner
+  (:func:`plan_for_budget`) adds them back.
+
+The dynamic programme (derived here; the paper gives the HSM form, eq. for Q(t, m) in
+§3.2, and describes ISM/MSM in §3.3-3.4)
+-------------------------------------------------------------------------------------
+Q(t, m) is the least cost of back-propagating a subsequence of ``t`` steps that starts from
+a stored hidden state, given the gradient w.r.t. its final hidden state, within ``m``
+units (its start included). Three moves are possible at the top of a subsequence:
+
+(a) *sweep*: run all ``t`` steps forward; the last step's internal state is then at hand,
+    so back-propagate it and solve the first ``t - 1`` steps again from the start:
+        t + Q(t - 1, m)
+(b) *store a hidden state* after ``y`` steps (1 <= y < t), costing one unit while the
+    right part runs (HSM, eq. of §3.2):
+        y + Q(t - y, m - 1) + Q(y, m)
+    The right part's start is the stored ``h_y``, which its own ``m - 1`` includes.
+(c) *store an internal state* of step ``y`` (1 <= y < t), costing α units. Back-propagating
+    step ``y`` then needs no recomputation, so the left part shrinks to ``y - 1`` steps:
+        y + Q(t - y, m - α) + Q(y - 1, m)
+    The right part starts from the hidden state inside the stored internal state; giving
+    it ``m - α`` units (its start included) charges exactly ``1 + α + (m - α - 1) = m``.
+
+Q(t, m) = min over the moves allowed by the mode: HSM uses (a, b), ISM (a, c), MSM (a, b,
+c). Boundary conditions: Q(0, m) = 0 for m >= 1; Q(t, m) = ∞ for m < 1 (no room for the
+start). They reproduce the paper's HSM boundaries: Q(t, 1) = t(t+1)/2 (only (a) fits) and
+Q(t, m) = 2t - 1 for t <= m. Move (a) equals (b) with y = t - 1, so adding it does not change
+HSM. With enough memory (m >= 1 + (t-1)α) ISM/MSM reach Q(t, m) = t, plain BPTT. HSM has the
+closed form of revolve plus t (paper §3.2): with r the least integer where C(m+r, m) >= t,
+Q(t, m) = t + r·t - C(m+r, m+1); e.g. Q(1000, 10) = 4636, Q(1000, 20) = 3747. The tests
+check the DP against it and against an exhaustive search over all policies.
+
+Tables are computed once per (T, m, α, mode), vectorised over m (O(T²·m) numpy work:
+about a second for T = 1000, m = 100) and cached.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import math
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+MODES = ("hsm", "ism", "msm")
+
+# Move kinds in the choice tables.
+_SWEEP, _HIDDEN, _INTERNAL = 0, 1, 2
+
+
+class Op(enum.Enum):
+    """Primitive actions of a schedule. ``step`` indices are 0-based time steps."""
+
+    RESTORE = "restore"  # cursor <- hidden state held at the top of the checkpoint stack
+    ADVANCE = "advance"  # run ``count`` steps forward from the cursor (no graph kept)
+    PUSH_HIDDEN = "push_hidden"  # store the cursor's hidden state (1 unit)
+    PUSH_INTERNAL = "push_internal"  # run step ``step`` keeping its internal state (α units)
+    BACKPROP_STEP = "backprop_step"  # run step ``step`` and back-propagate it at once
+    BACKPROP_INTERNAL = "backprop_internal"  # back-propagate the stored internal state; free it
+    POP_HIDDEN = "pop_hidden"  # free the hidden state at the top of the stack
+
+
+class Action(NamedTuple):
+    op: Op
+    step: int  # the time step the action concerns (the cursor position for RESTORE/PUSH_HIDDEN)
+    count: int = 0  # number of steps, for ADVANCE
+
+    def describe(self) -> str:
+        if self.op is Op.ADVANCE:
+            return f"forward   steps {self.step}..{self.step + self.count - 1}"
+        return {
+            Op.RESTORE: f"restore   h_{self.step}",
+            Op.PUSH_HIDDEN: f"store     h_{self.step}",
+            Op.PUSH_INTERNAL: f"forward   step {self.step}, store its internal state",
+            Op.BACKPROP_STEP: f"forward   step {self.step}, backprop it",
+            Op.BACKPROP_INTERNAL: f"backprop  step {self.step} from its stored internal state",
+            Op.POP_HIDDEN: f"free      h_{self.step}",
+        }[self.op]
+
+
+class BudgetTooSmallError(ValueError):
+    """The memory budget cannot hold even the smallest schedule."""
+
+    def __init__(self, message: str, minimum_bytes: int):
+        super().__init__(message)
+        self.minimum_bytes = minimum_bytes
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An execution policy for one unroll of ``seq_len`` steps.
+
+    Attributes:
+        seq_len: T, the number of steps.
+        memory_units: m, the memory the policy may use, in units (start state included).
+        mode: ``"hsm"``, ``"ism"`` or ``"msm"``.
+        hidden_units: units one stored hidden state costs (1 when units are hidden states).
+        internal_units: units one stored internal state costs (α, integer).
+        actions: the schedule; the executor runs it in order.
+        cost: forward step evaluations over forward + backward, first pass included.
+        peak_units: the most units held at once by stored states (start state included,
+            working memory excluded).
+        unit_bytes: bytes per unit when the plan came from :func:`plan_for_budget`.
+        working_bytes: bytes reserved for working memory by :func:`plan_for_budget`.
+    """
+
+    seq_len: int
+    memory_units: int
+    mode: str
+    hidden_units: int
+    internal_units: int
+    actions: tuple[Action, ...]
+    cost: int
+    peak_units: int
+    unit_bytes: int | None = None
+    working_bytes: int | None = None
+
+    @property
+    def memory_slots(self) -> int:
+        """m in units of hidden states (equal to ``memory_units`` for :func:`plan`)."""
+        return self.memory_units // self.hidden_units
+
+    @property
+    def peak_slots(self) -> float:
+        """Peak stored memory in units of hidden states."""
+        return self.peak_units / self.hidden_units
+
+    @property
+    def peak_bytes(self) -> int | None:
+        """Bound on bytes held for backward, working memory included (byte plans only)."""
+        if self.unit_bytes is None:
+            return None
+        return self.peak_units * self.unit_bytes + (self.working_bytes or 0)
+
+    @property
+    def cost_per_step(self) -> float:
+        return self.cost / self.seq_len
+
+    @property
+    def first_backprop_index(self) -> int:
+        """Index in ``actions`` of the first backprop: everything before it is the forward pass."""
+        return next(i for i, a in enumerate(self.actions) if a.op is Op.BACKPROP_STEP)
+
+    def render(self, max_actions: int = 200) -> str:
+        """The schedule, one action per line, with the units held after each action."""
+        lines = [str(self)]
+        held = self.hidden_units
+        for index, action in enumerate(self.actions):
+            if index == max_actions:
+                lines.append(f"... {len(self.actions) - max_actions} more actions")
+                break
+            if action.op is Op.PUSH_HIDDEN:
+                held += self.hidden_units
+            elif action.op is Op.PUSH_INTERNAL:
+                held += self.internal_units
+            elif action.op is Op.POP_HIDDEN:
+                held -= self.hidden_units
+            elif action.op is Op.BACKPROP_INTERNAL:
+                held -= self.internal_units
+            lines.append(f"{index:4d}  {action.describe():<52s} held {held}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return (
+            f"Plan(mode={self.mode}, T={self.seq_len}, m={self.memory_units} units, "
+            f"hidden={self.hidden_units}u, internal={self.internal_units}u, cost={self.cost} "
+            f"({self.cost_per_step:.3f}/step), peak={self.peak_units} units)"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# The dynamic programme.
+
+
+@functools.lru_cache(maxsize=32)
+def _tables(
+    seq_len: int, memory_units: int, hidden_units: int, internal_units: int, mode: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Q[t, m], best move[t, m] and split point y[t, m] for t <= T, m <= M (module docstring).
+
+    Vectorised over m and y: row t needs only rows < t.
+    """
+    T, M, beta, alpha = seq_len, memory_units, hidden_units, internal_units
+    Q = np.full((T + 1, M + 1), np.inf)
+    move = np.zeros((T + 1, M + 1), dtype=np.int8)
+    split = np.zeros((T + 1, M + 1), dtype=np.int32)
+    Q[0, beta:] = 0.0
+    use_hidden = mode in ("hsm", "msm")
+    use_internal = mode in ("ism", "msm")
+    for t in range(1, T + 1):
+        best = t + Q[t - 1]  # (a) sweep
+        best_move = np.full(M + 1, _SWEEP, dtype=np.int8)
+        best_split = np.full(M + 1, t, dtype=np.int32)
+        if t >= 2:
+            ys = np.arange(1, t)  # split points y = 1 .. t-1
+            reversed_rows = Q[t - 1 : 0 : -1]  # row y-1 is Q[t - y]
+            for kind, shift, left in (
+                (_HIDDEN, beta, Q[1:t]),  # (b): y + Q(t-y, m-1) + Q(y, m)
+                (_INTERNAL, alpha, Q[0 : t - 1]),  # (c): y + Q(t-y, m-α) + Q(y-1, m)
+            ):
+                if (kind == _HIDDEN and not use_hidden) or (kind == _INTERNAL and not use_internal):
+                    continue
+                if shift > M:
+                    continue
+                candidate = np.full((t - 1, M + 1), np.inf)
+                candidate[:, shift:] = reversed_rows[:, : M + 1 - shift]
+                candidate += left
+                candidate += ys[:, None]
+                arg = np.argmin(candidate, axis=0)
+                value = candidate[arg, np.arange(M + 1)]
+                better = value < best
+                best = np.where(better, value, best)
+                best_move[better] = kind
+                best_split[better] = ys[arg[better]]
+        Q[t] = best
+        move[t] = best_move
+        split[t] = best_split
+        Q[t, :beta] = np.inf
+    Q.setflags(write=False)
+    move.setflags(write=False)
+    split.setflags(write=False)
+    return Q, move, split
+
+
+def optimal_cost(
+    seq_len: int, memory_slots: int, mode: str = "msm", alpha: float | None = None
+) -> float:
+    """Q(T, m) for memory in hidden-state units (∞ if m < 1)."""
+    internal_units = _internal_units(mode, alpha)
+    Q, _, _ = _tables(seq_len, memory_slots, 1, internal_units, mode)
+    return float(Q[seq_len, memory_slots])
+
+
+def hsm_closed_form(seq_len: int, memory_slots: int) -> int:
+    """Paper §3.2: Q(t, m) = t + r·t - C(m+r, m+1), r least with C(m+r, m) >= t."""
+    t, m = seq_len, memory_slots
+    if t == 0:
+        return 0
+    r = 0
+    while math.comb(m + r, m) < t:
+        r += 1
+    return t + r * t - math.comb(m + r, m + 1)
+
+
+def _internal_units(mode: str, alpha: float | None) -> int:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "hsm":
+        return 1 if alpha is None else max(1, math.ceil(alpha))
+    if alpha is None or not alpha >= 1:
+        raise ValueError(f"mode {mode!r} needs alpha >= 1 (internal-state size in hidden states), got {alpha!r}")
+    return math.ceil(alpha)
+
+
+def plan(seq_len: int, memory_slots: int, mode: str = "msm", alpha: float | None = None) -> Plan:
+    """The cost-optimal policy for ``seq_len`` steps within ``memory_slots`` hidden-state units.
+
+    Args:
+        seq_len: T >= 1.
+        memory_slots: m >= 1, memory in hidden states, the initial state included.
+        mode: ``"hsm"`` (store hidden states), ``"ism"`` (store internal states) or
+            ``"msm"`` (choose at each split).
+        alpha: size of an internal state in hidden states (α; rounded up). Required for
+            ISM / MSM.
+    """
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+    if memory_slots < 1:
+        raise ValueError(f"memory_slots must be >= 1 (the initial state), got {memory_slots}")
+    return _plan_in_units(seq_len, memory_slots, 1, _internal_units(mode, alpha), mode)
+
+
+def _plan_in_units(
+    seq_len: int,
+    memory_units: int,
+    hidden_units: int,
+    internal_units: int,
+    mode: str,
+    unit_bytes: int | None = None,
+    working_bytes: int | None = None,
+) -> Plan:
+    Q, move, split = _tables(seq_len, memory_units, hidden_units, internal_units, mode)
+    actions = _compile(seq_len, memory_units, hidden_units, internal_units, move, split)
+    cost, peak = simulate(actions, seq_len, hidden_units, internal_units)
+    if cost != Q[seq_len, memory_units]:
+        raise AssertionError(f"schedule cost {cost} != table cost {Q[seq_len, memory_units]}")
+    return Plan(
+        seq_len=seq_len,
+        memory_units=memory_units,
+        mode=mode,
+        hidden_units=hidden_units,
+        internal_units=internal_units,
+        actions=tuple(actions),
+        cost=cost,
+        peak_units=peak,
+        unit_bytes=unit_bytes,
+        working_bytes=working_bytes,
+    )
+
+
+def _compile(T, M, beta, alpha, move, split) -> list[Action]:
+    """Unfold the choice tables into a flat schedule (iteratively: depth can reach T)."""
+    actions: list[Action] = []
+    work: list[tuple] = [("solve", 0, T, M)]
+    cursor: int | None = 0
+    while work:
+        item = work.pop()
+        kind = item[0]
+        if kind == "pop_hidden":
+            actions.append(Action(Op.POP_HIDDEN, item[1]))
+            continue
+        if kind == "backprop_internal":
+            actions.append(Action(Op.BACKPROP_INTERNAL, item[1]))
+            cursor = None
+            continue
+        _, start, length, units = item
+        if length == 0:
+            continue
+        if cursor != start:
+            actions.append(Action(Op.RESTORE, start))
+            cursor = start
+        choice, y = int(move[length, units]), int(split[length, units])
+        if choice == _SWEEP:
+            if length > 1:
+                actions.append(Action(Op.ADVANCE, start, length - 1))
+            actions.append(Action(Op.BACKPROP_STEP, start + length - 1))
+            cursor = None
+            work.append(("solve", start, length - 1, units))
+        elif choice == _HIDDEN:
+            actions.append(Action(Op.ADVANCE, start, y))
+            actions.append(Action(Op.PUSH_HIDDEN, start + y))
+            cursor = start + y
+            work.append(("solve", start, y, units))
+            work.append(("pop_hidden", start + y))
+            work.append(("solve", start + y, length - y, units - beta))
+        else:
+            if y > 1:
+                actions.append(Action(Op.ADVANCE, start, y - 1))
+            actions.append(Action(Op.PUSH_INTERNAL, start + y - 1))
+            cursor = start + y
+            work.append(("solve", start, y - 1, units))
+            work.append(("backprop_internal", start + y - 1))
+            work.append(("solve", start + y, length - y, units - alpha))
+    return actions
+
+
+def simulate(actions, seq_len: int, hidden_units: int, internal_units: int) -> tuple[int, int]:
+    """Run a schedule symbolically: check it is valid, return (cost, peak units).
+
+    Valid means: every step is back-propagated exactly once, in order T-1 .. 0, each from
+    a correctly positioned cursor or stored internal state; restores read the top of the
+    stack; the stack is empty (but for the start) at the end.
+    """
+    stack: list[tuple[str, int]] = [("hidden", 0)]  # (kind, position of its hidden state)
+    held = peak = hidden_units
+    cursor: int | None = 0
+    frontier = seq_len  # steps >= frontier are back-propagated
+    cost = 0
+    for action in actions:
+        op = action.op
+        if op is Op.RESTORE:
+            if stack[-1][1] != action.step:
+                raise ValueError(f"restore of h_{action.step} but top of stack is {stack[-1]}")
+            cursor = action.step
+        elif op is Op.ADVANCE:
+            if cursor != action.step or action.step + action.count >= frontier:
+                raise ValueError(f"bad advance {action} (cursor {cursor}, frontier {frontier})")
+            cursor += action.count
+            cost += action.count
+        elif op is Op.PUSH_HIDDEN:
+            if cursor != action.step:
+                raise ValueError(f"store of h_{action.step} with cursor at {cursor}")
+            stack.append(("hidden", action.step))
+            held += hidden_units
+        elif op is Op.PUSH_INTERNAL:
+            if cursor != action.step or action.step >= frontier - 1:
+                raise ValueError(f"bad internal store {action} (cursor {cursor})")
+            stack.append(("internal", action.step + 1))
+            held += internal_units
+            cursor = action.step + 1
+            cost += 1
+        elif op is Op.BACKPROP_STEP:
+            if cursor != action.step or action.step != frontier - 1:
+                raise ValueError(f"bad backprop {action} (cursor {cursor}, frontier {frontier})")
+            frontier -= 1
+            cursor = None
+            cost += 1
+        elif op is Op.BACKPROP_INTERNAL:
+            if stack[-1] != ("internal", action.step + 1) or action.step != frontier - 1:
+                raise ValueError(f"bad internal backprop {action} (stack top {stack[-1]})")
+            stack.pop()
+            held -= internal_units
+            frontier -= 1
+            cursor = None
+        elif op is Op.POP_HIDDEN:
+            if stack[-1] != ("hidden", action.step) or len(stack) == 1:
+                raise ValueError(f"bad free {action} (stack top {stack[-1]})")
+            stack.pop()
+            held -= hidden_units
+        peak = max(peak, held)
+    if frontier != 0 or len(stack) != 1:
+        raise ValueError(f"schedule incomplete: frontier {frontier}, stack {stack}")
+    return cost, peak
+
+
+# --------------------------------------------------------------------------------------
+# Planning from bytes.
+
+_BYTE_UNITS = {
+    "": 1, "b": 1,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+    "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
+}
+
+
+def parse_bytes(text: str | int | float) -> int:
+    """``"2GiB"`` -> 2147483648, ``"512MiB"``, ``"1.5 GB"`` (SI), ``"4096"``; ints pass through."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if text < 0:
+            raise ValueError(f"a byte count must be >= 0, got {text}")
+        return int(text)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    if not match or match.group(2).lower() not in _BYTE_UNITS:
+        raise ValueError(
+            f"cannot read {text!r} as a memory size; use e.g. '512MiB', '2GiB', '1.5GB' or '4096'"
+        )
+    return int(float(match.group(1)) * _BYTE_UNITS[match.group(2).lower()])
+
+
+def minimum_budget_bytes(hidden_bytes: int, internal_bytes: int) -> int:
+    """The smallest budget any schedule fits: the start state plus working memory."""
+    return 2 * hidden_bytes + internal_bytes
+
+
+def plan_for_budget(
+    seq_len: int,
+    budget_bytes: int | str,
+    hidden_bytes: int,
+    internal_bytes: int,
+    mode: str = "msm",
+    max_units: int = 512,
+) -> Plan:
+    """The cost-optimal plan whose bytes held for backward stay within ``budget_bytes``.
+
+    The budget covers (i) stored states: hidden states of ``hidden_bytes`` each and
+    internal states of ``internal_bytes + hidden_bytes`` each (the step's saved tensors
+    plus its output state), the initial state included; and (ii) working memory: the
+    cursor's hidden state plus the saved tensors of the step being back-propagated
+    (``hidden_bytes + internal_bytes``). Sizes come from
+    :func:`learners.bptt.measure_step_bytes`.
+
+    Memory is discretised in units of one hidden state, or coarser when the budget holds
+    more than ``max_units`` of them (then sizes are rounded *up* to whole units, so the
+    plan stays within budget at some loss of optimality; this bounds the DP's work).
+
+    Raises:
+        BudgetTooSmallError: if the budget is below :func:`minimum_budget_bytes`.
+    """
+    budget = parse_bytes(budget_bytes)
+    if hidden_bytes <= 0 or internal_bytes < 0:
+        raise ValueError(f"need hidden_bytes > 0 and internal_bytes >= 0, got {hidden_bytes}, {internal_bytes}")
+    working = hidden_bytes + internal_bytes
+    minimum = minimum_budget_bytes(hidden_bytes, internal_bytes)
+    if budget < minimum:
+        raise BudgetTooSmallError(
+            f"a memory budget of {budget} bytes is below the feasible minimum of {minimum} bytes "
+            f"(initial state {hidden_bytes} B + working hidden state {hidden_bytes} B + one "
+            f"step's internal state {internal_bytes} B); raise the budget to at least {minimum} bytes",
+            minimum,
+        )
+    available = budget - working
+    unit = max(hidden_bytes, math.ceil(available / max_units))
+    hidden_units = math.ceil(hidden_bytes / unit)
+    internal_units = math.ceil((internal_bytes + hidden_bytes) / unit)
+    memory_units = available // unit
+    # Beyond full-BPTT memory, more units change nothing: cap them to keep the tables small.
+    saturated = hidden_units + (seq_len - 1) * (internal_units if mode != "hsm" else hidden_units)
+    memory_units = min(memory_units, saturated)
+    return _plan_in_units(
+        seq_len, memory_units, hidden_units, internal_units, mode, unit_bytes=unit, working_bytes=working
+    )

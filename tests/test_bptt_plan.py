@@ -1,0 +1,166 @@
+"""Tests of the BPTT-HSM/ISM/MSM planner (learners/bptt_plan.py) against independent references:
+an exhaustive shortest-path search over *all* policies (not only the nested ones the DP
+considers), and the paper's closed form for HSM."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+
+import pytest
+
+from learners import bptt_plan
+from learners.bptt_plan import BudgetTooSmallError, Op, hsm_closed_form, parse_bytes, plan, plan_for_budget
+
+
+def brute_force_cost(seq_len: int, memory: int, mode: str, alpha: int) -> float:
+    """Least cost of any policy, by Dijkstra over machine states.
+
+    A machine state is (frontier, cursor, stored hidden positions, stored internal steps).
+    Moves: advance the cursor one step (cost 1); move the cursor to a stored hidden state
+    (h_0 is always stored) or to the output of a stored internal state (cost 0); store the
+    cursor's hidden state (1 unit); compute step `cursor` and store its internal state
+    (cost 1, alpha units); back-propagate step frontier-1 from the cursor (cost 1) or
+    from its stored internal state (cost 0); free anything stored (cost 0). The memory in
+    use (1 for h_0 + 1 per hidden + alpha per internal) may never exceed `memory`.
+    Nothing here mirrors the DP's recursion: freeing order and split structure are free.
+    """
+    allow_hidden = mode in ("hsm", "msm")
+    allow_internal = mode in ("ism", "msm")
+    start = (seq_len, 0, frozenset(), frozenset())
+    best = {start: 0}
+    queue = [(0, 0, start)]
+    counter = itertools.count(1)
+    while queue:
+        cost, _, node = heapq.heappop(queue)
+        if cost > best.get(node, float("inf")):
+            continue
+        frontier, cursor, hidden, internal = node
+        if frontier == 0:
+            return cost
+        used = 1 + len(hidden) + alpha * len(internal)
+        moves = []
+        for position in {0} | hidden | {step + 1 for step in internal}:
+            moves.append((0, (frontier, position, hidden, internal)))
+        if cursor is not None:
+            if cursor + 1 < frontier:
+                moves.append((1, (frontier, cursor + 1, hidden, internal)))
+            if allow_hidden and cursor not in hidden and cursor != 0 and used + 1 <= memory:
+                moves.append((0, (frontier, cursor, hidden | {cursor}, internal)))
+            if allow_internal and cursor < frontier - 1 and cursor not in internal and used + alpha <= memory:
+                moves.append((1, (frontier, cursor + 1, hidden, internal | {cursor})))
+            if cursor == frontier - 1:
+                moves.append((1, (frontier - 1, None, hidden, internal)))
+        if frontier - 1 in internal:
+            moves.append((0, (frontier - 1, None, hidden, internal - {frontier - 1})))
+        for position in hidden:
+            moves.append((0, (frontier, cursor, hidden - {position}, internal)))
+        for step in internal:
+            moves.append((0, (frontier, cursor, hidden, internal - {step})))
+        for step_cost, successor in moves:
+            new_cost = cost + step_cost
+            if new_cost < best.get(successor, float("inf")):
+                best[successor] = new_cost
+                heapq.heappush(queue, (new_cost, next(counter), successor))
+    return float("inf")
+
+
+@pytest.mark.parametrize("mode", ["hsm", "ism", "msm"])
+@pytest.mark.parametrize("alpha", [1, 2, 3])
+def test_dp_equals_exhaustive_search_over_policies(mode, alpha):
+    if mode == "hsm" and alpha > 1:
+        pytest.skip("alpha does not enter HSM")
+    for seq_len in range(1, 7):
+        for memory in range(1, 6):
+            expected = brute_force_cost(seq_len, memory, mode, alpha)
+            got = plan(seq_len, memory, mode, alpha=alpha).cost
+            assert got == expected, (mode, alpha, seq_len, memory)
+
+
+@pytest.mark.parametrize("memory", [1, 2, 5, 10, 20])
+def test_hsm_equals_closed_form_for_all_lengths_up_to_1000(memory):
+    Q, _, _ = bptt_plan._tables(1000, memory, 1, 1, "hsm")
+    for seq_len in range(1, 1001):
+        assert Q[seq_len, memory] == hsm_closed_form(seq_len, memory), seq_len
+
+
+def test_paper_values_and_boundaries():
+    assert plan(1000, 10, "hsm").cost == 4636
+    assert plan(1000, 20, "hsm").cost == 3747
+    assert plan(7, 1, "hsm").cost == 7 * 8 // 2  # Q(t, 1) = t(t+1)/2
+    assert plan(7, 7, "hsm").cost == 2 * 7 - 1  # Q(t, m) = 2t - 1 for t <= m
+    # Enough room for every internal state but the last (transient) one: plain BPTT.
+    assert plan(50, 1 + 49 * 3, "msm", alpha=3).cost == 50
+    assert plan(50, 1 + 49 * 3 - 1, "msm", alpha=3).cost > 50
+
+
+@pytest.mark.parametrize("mode", ["hsm", "ism", "msm"])
+def test_schedules_are_valid_and_within_memory(mode):
+    for seq_len, memory in [(1, 1), (13, 3), (40, 7), (100, 12)]:
+        p = plan(seq_len, memory, mode, alpha=3)
+        cost, peak = bptt_plan.simulate(p.actions, seq_len, 1, 3)  # raises if invalid
+        assert cost == p.cost
+        assert peak == p.peak_units <= memory
+        # The forward pass is the prefix before the first backprop and touches each step once.
+        forward = p.actions[: p.first_backprop_index + 1]
+        steps = [a.step + i for a in forward if a.op is Op.ADVANCE for i in range(a.count)]
+        steps += [a.step for a in forward if a.op in (Op.PUSH_INTERNAL, Op.BACKPROP_STEP)]
+        assert sorted(steps) == list(range(seq_len))
+
+
+def test_msm_never_worse_than_hsm_or_ism_and_cost_falls_with_memory():
+    for memory in range(1, 40):
+        msm = plan(60, memory, "msm", alpha=4).cost
+        assert msm <= plan(60, memory, "hsm").cost
+        assert msm <= plan(60, memory, "ism", alpha=4).cost
+        if memory > 1:
+            assert msm <= plan(60, memory - 1, "msm", alpha=4).cost
+
+
+def test_render_lists_actions():
+    text = plan(5, 2, "hsm").render()
+    assert "store     h_2" in text and "forward   step 4, backprop it" in text
+    assert str(plan(5, 2, "hsm")).startswith("Plan(mode=hsm, T=5")
+
+
+def test_planner_is_fast_for_long_sequences():
+    bptt_plan._tables.cache_clear()
+    started = time.perf_counter()
+    plan(1000, 100, "msm", alpha=5)
+    assert time.perf_counter() - started < 10.0  # generous: the machine is shared
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="alpha"):
+        plan(10, 3, "msm")
+    with pytest.raises(ValueError, match="mode"):
+        plan(10, 3, "xyz", alpha=2)
+    with pytest.raises(ValueError, match="memory_slots"):
+        plan(10, 0, "hsm")
+
+
+def test_parse_bytes():
+    assert parse_bytes("2GiB") == 2 * 2**30
+    assert parse_bytes("512MiB") == 512 * 2**20
+    assert parse_bytes("1.5 GB") == 1_500_000_000
+    assert parse_bytes("4096") == 4096
+    assert parse_bytes(100) == 100
+    with pytest.raises(ValueError, match="memory size"):
+        parse_bytes("lots")
+
+
+def test_plan_for_budget_fits_and_reports_minimum():
+    hidden, internal = 1000, 3500
+    p = plan_for_budget(200, "40000", hidden, internal, mode="msm")
+    assert p.peak_bytes <= 40000
+    assert p.cost == plan(200, (40000 - hidden - internal) // hidden, "msm", alpha=4.5).cost
+    with pytest.raises(BudgetTooSmallError) as error:
+        plan_for_budget(200, 2 * hidden + internal - 1, hidden, internal)
+    assert error.value.minimum_bytes == 2 * hidden + internal
+    assert str(2 * hidden + internal) in str(error.value)
+    assert plan_for_budget(200, 2 * hidden + internal, hidden, internal).cost == 200 * 201 // 2
+    # A huge budget is plain BPTT, and coarse units still keep the plan within budget.
+    assert plan_for_budget(200, "1GiB", hidden, internal).cost == 200
+    coarse = plan_for_budget(300, 10**6, 1000, 3500, max_units=64)
+    assert coarse.peak_bytes <= 10**6 and coarse.unit_bytes > 1000

@@ -90,9 +90,10 @@ class Agent(nn.Module):
         """
         done = done.bool()
         state = self.core.reset_where(state, done)
-        keep = (~done).float()
-        action_one_hot = F.one_hot(prev_action.long(), self.num_actions).float() * keep[:, None]
-        reward = prev_reward.float().clamp(-self.reward_clip, self.reward_clip) * keep
+        dtype = self.value_head.weight.dtype
+        keep = (~done).to(dtype)
+        action_one_hot = F.one_hot(prev_action.long(), self.num_actions).to(dtype) * keep[:, None]
+        reward = prev_reward.to(dtype).clamp(-self.reward_clip, self.reward_clip) * keep
         core_input = torch.cat([self.torso(obs), action_one_hot, reward[:, None]], dim=1)
         core_out, new_state = self.core(core_input, state, replay)
         logits = core_out.policy_logits

@@ -18,8 +18,9 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def _scale_frames(frames: torch.Tensor) -> torch.Tensor:
-    return frames.float() * (1.0 / 255.0)
+def _scale_frames(frames: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """uint8 frames -> [0, 1] in the dtype of the weight ``like``."""
+    return frames.to(like.dtype) * (1.0 / 255.0)
 
 
 class ShallowTorso(nn.Module):
@@ -40,7 +41,7 @@ class ShallowTorso(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """``frames`` ``[B, C, H, W]`` uint8 -> ``[B, output_size]``."""
-        return F.relu(self.fc(self.convs(_scale_frames(frames))))
+        return F.relu(self.fc(self.convs(_scale_frames(frames, self.fc.weight))))
 
 
 class _ResidualBlock(nn.Module):
@@ -79,7 +80,7 @@ class DeepTorso(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """``frames`` ``[B, C, H, W]`` uint8 -> ``[B, output_size]``."""
-        return F.relu(self.fc(self.sections(_scale_frames(frames))))
+        return F.relu(self.fc(self.sections(_scale_frames(frames, self.fc.weight))))
 
 
 class VectorTorso(nn.Module):
@@ -93,7 +94,7 @@ class VectorTorso(nn.Module):
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         """``observations`` ``[B, D]`` -> ``[B, output_size]``."""
-        return self.layers(observations.float())
+        return self.layers(observations.to(self.layers[0].weight.dtype))
 
 
 TORSOS = {"shallow": ShallowTorso, "deep": DeepTorso, "mlp": VectorTorso}

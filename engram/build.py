@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from agents.registry import build_agent
 from engram.config import Config
 from envs.registry import make_vector_env
-from learners.learner import LearnerSettings
+from learners.budgeted_unroll import BudgetedUnroll
+from learners.learner import Learner, LearnerSettings
 
 
 @dataclass(frozen=True)
@@ -69,3 +70,11 @@ def learner_settings(config: Config) -> LearnerSettings:
         clip_pg_rho_threshold=learner.clip_pg_rho_threshold,
         aux_loss_costs=config.agent.aux_loss_costs(),
     )
+
+
+def learner(config: Config, agent) -> Learner:
+    """The learner, with the configured BPTT mode for its unroll."""
+    bptt = config.learner.bptt
+    if bptt.mode == "full":
+        return Learner(agent, learner_settings(config))
+    return Learner(agent, learner_settings(config), unroll=BudgetedUnroll(bptt.mode, bptt.memory_budget, agent.parameters()))

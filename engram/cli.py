@@ -68,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError) as error:
         print(f"engram: error: {error}", file=sys.stderr)
         return 2
+    except ConnectionError as error:
+        print(
+            f"engram: error: cannot join the Ray cluster at {getattr(args, 'address', None)}: {error} "
+            "(a token-protected cluster needs RAY_AUTH_MODE=token and RAY_AUTH_TOKEN)",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

@@ -162,7 +162,29 @@ class ActorsConfig(Section):
 
 # --- learner ---------------------------------------------------------------------------
 class BPTTConfig(Section):
-    mode: Literal["full"] = Field("full", description="Backpropagation through the unroll: plain BPTT.")
+    """Memory-efficient BPTT (Gruslys et al. 2016): see learners/bptt_plan.py."""
+
+    mode: Literal["full", "hsm", "ism", "msm"] = Field(
+        "full", description="full: plain BPTT; hsm / ism / msm: DP-optimal checkpointing under memory_budget."
+    )
+    memory_budget: str | None = Field(
+        None, description="Bytes the unroll may hold for backward, e.g. '2GiB' (needed unless mode is full)."
+    )
+
+    @field_validator("memory_budget")
+    @classmethod
+    def _parse(cls, budget: str | None) -> str | None:
+        if budget is not None:
+            from learners.bptt import parse_bytes
+
+            parse_bytes(budget)
+        return budget
+
+    @model_validator(mode="after")
+    def _budget_given(self) -> "BPTTConfig":
+        if self.mode != "full" and self.memory_budget is None:
+            raise ValueError(f"learner.bptt.mode={self.mode} needs learner.bptt.memory_budget, e.g. '2GiB'")
+        return self
 
 
 class LearnerConfig(Section):
@@ -235,6 +257,15 @@ class Config(Section):
             raise ValueError(
                 f"learner.batch_size ({self.learner.batch_size}) must be a multiple of env.num_envs "
                 f"({self.env.num_envs}): each update takes whole rollouts"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _checkpointing_supports_core(self) -> "Config":
+        if self.learner.bptt.mode != "full" and self.agent.core in ("sam", "sdnc"):
+            raise ValueError(
+                f"learner.bptt.mode={self.learner.bptt.mode} cannot recompute {self.agent.core}'s in-place memory yet; "
+                "use learner.bptt.mode=full (SAM's undo log already keeps its memory cost O(T·K·W))"
             )
         return self
 

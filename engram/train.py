@@ -149,7 +149,7 @@ def train(
 
     spec = build.probe_env(config)
     make_agent = build.agent_factory(config, spec)
-    learner = Learner(make_agent(), build.learner_settings(config))
+    learner = build.learner(config, make_agent())
     progress = Progress()
     checkpointer = Checkpointer(directory / "checkpoints", keep=config.checkpoint.keep)
     if resume:

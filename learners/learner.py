@@ -8,6 +8,7 @@ or gradient skips the step, keeps the weights, and is counted.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from agents.agent import Agent
 from agents.core import State
 from learners import losses, vtrace
 from learners.batch import Batch, stack_rollouts
+from learners.budgeted_unroll import step_slice
 
 
 @dataclass
@@ -75,13 +77,19 @@ def full_unroll(step_fn, state0: State, inputs: dict) -> tuple[dict[str, torch.T
     length = inputs["obs"].shape[0]
     state, outputs = state0, []
     for t in range(length):
-        x_t = {k: ({n: v[t] for n, v in x.items()} if isinstance(x, dict) else x[t]) for k, x in inputs.items()}
-        state, out = step_fn(state, x_t)
+        state, out = step_fn(state, step_slice(inputs, t))
         outputs.append(out)
     return {name: torch.stack([o[name] for o in outputs]) for name in outputs[0]}, state
 
 
 class Learner:
+    """Args:
+        agent: the network being trained.
+        settings: hyper-parameters.
+        unroll: ``unroll(step_fn, state0, inputs) -> (outputs, final_state)``; plain BPTT
+            by default, or a :class:`learners.budgeted_unroll.BudgetedUnroll`.
+    """
+
     def __init__(self, agent: Agent, settings: LearnerSettings, unroll=full_unroll):
         self.agent = agent
         self.settings = settings
@@ -146,7 +154,8 @@ class Learner:
         skipped = not torch.isfinite(total)
         grad_norm = float("nan")
         if not skipped:
-            total.backward()
+            with getattr(self.unroll, "backward_context", contextlib.nullcontext)() or contextlib.nullcontext():
+                total.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.agent.parameters(), s.grad_clip))
             skipped = not math.isfinite(grad_norm)
         if skipped:
@@ -170,6 +179,8 @@ class Learner:
                 "learner/mean_rho": float(targets.log_rhos.exp().mean()),
             }
         )
+        if hasattr(self.unroll, "metrics"):
+            metrics.update(self.unroll.metrics())
         return metrics
 
     def state_dict(self) -> dict:

@@ -1,0 +1,54 @@
+"""The learner's budgeted unroll: the same update as plain BPTT, within its budget."""
+
+import copy
+import functools
+
+import pytest
+import torch
+
+from actors import wire
+from actors.rollout import PublishedWeights, RolloutWorker
+from agents.registry import build_agent
+from envs.registry import make_vector_env
+from learners.bptt import BudgetTooSmallError
+from learners.budgeted_unroll import BudgetedUnroll
+from learners.learner import Learner, LearnerSettings
+
+
+def _rollouts(core="lstm", T=24):
+    env_factory = functools.partial(make_vector_env, "memory_cue", 4, seed=0, options={"delay": 5})
+    agent_factory = functools.partial(build_agent, (4,), 2, torso_size=16, core=core,
+                                      core_options={"hidden_size": 16} if core == "lstm" else
+                                      {"hidden_size": 16, "plan_length": 6, "patch_size": 3})
+    worker = RolloutWorker(0, env_factory, agent_factory, T, seed=2)
+    agent = agent_factory()
+    rollout = wire.decode(worker.unroll(PublishedWeights(0, [agent.state_dict()])))
+    return agent, [rollout]
+
+
+@pytest.mark.parametrize("core", ["lstm", "straw"])
+@pytest.mark.parametrize("mode", ["hsm", "ism", "msm"])
+def test_budgeted_update_equals_plain_bptt(core, mode):
+    agent, rollouts = _rollouts(core)
+    agent = agent.double()
+    for rollout in rollouts:  # float64 state, like the float64 agent
+        rollout.initial_state = {k: v.astype("float64") if v.dtype.kind == "f" else v
+                                 for k, v in rollout.initial_state.items()}
+    settings = LearnerSettings(optimizer="adam", learning_rate=1e-3, aux_loss_costs={"commitment": 0.1})
+    plain = Learner(copy.deepcopy(agent), settings)
+    budget_agent = copy.deepcopy(agent)
+    unroll = BudgetedUnroll(mode, 1, budget_agent.parameters())
+    # the smallest feasible budget forces the most recomputation
+    with pytest.raises(BudgetTooSmallError) as error:
+        Learner(budget_agent, settings, unroll=unroll).update(rollouts, learner_version=0)
+    unroll = BudgetedUnroll(mode, 3 * error.value.minimum_bytes, budget_agent.parameters())
+    budgeted = Learner(budget_agent, settings, unroll=unroll)
+
+    plain_metrics = plain.update(rollouts, learner_version=0)
+    budget_metrics = budgeted.update(rollouts, learner_version=0)
+    for name in ("loss/policy", "loss/value", "loss/entropy", "learner/grad_norm"):
+        assert budget_metrics[name] == pytest.approx(plain_metrics[name], rel=1e-10, abs=1e-12), name
+    for (name, a), b in zip(plain.agent.state_dict().items(), budgeted.agent.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+    assert budget_metrics["bptt/recompute_ratio"] > 1.0
+    assert budget_metrics["bptt/measured_peak_bytes"] <= budget_metrics["bptt/budget_bytes"]

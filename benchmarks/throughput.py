@@ -81,7 +81,7 @@ def measure_training(config, seconds: float, warmup_updates: int = 5) -> dict:
     torch.set_num_threads(config.learner.torch_threads)
     spec = build.probe_env(config)
     make_agent = build.agent_factory(config, spec)
-    learner = Learner(make_agent(), build.learner_settings(config))
+    learner = build.learner(config, make_agent())
     marks: dict = {}
 
     def on_update(progress, metrics, rollouts):

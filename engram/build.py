@@ -9,7 +9,8 @@ from agents.registry import build_agent
 from engram.config import Config
 from envs.registry import make_vector_env
 from learners.budgeted_unroll import BudgetedUnroll
-from learners.learner import Learner, LearnerSettings
+from learners.intrinsic import IntrinsicRewards
+from learners.learner import Learner, LearnerSettings, full_unroll
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,19 @@ def learner_settings(config: Config) -> LearnerSettings:
         clip_rho_threshold=learner.clip_rho_threshold,
         clip_pg_rho_threshold=learner.clip_pg_rho_threshold,
         aux_loss_costs=config.agent.aux_loss_costs(),
+        mixed_monte_carlo=config.exploration.mixed_monte_carlo,
     )
 
 
 def learner(config: Config, agent) -> Learner:
-    """The learner, with the configured BPTT mode for its unroll."""
-    bptt = config.learner.bptt
-    if bptt.mode == "full":
-        return Learner(agent, learner_settings(config))
-    return Learner(agent, learner_settings(config), unroll=BudgetedUnroll(bptt.mode, bptt.memory_budget, agent.parameters()))
+    """The learner, with the configured BPTT mode and exploration bonus."""
+    bptt, exploration = config.learner.bptt, config.exploration
+    unroll = full_unroll
+    if bptt.mode != "full":
+        unroll = BudgetedUnroll(bptt.mode, bptt.memory_budget, agent.parameters())
+    intrinsic = None
+    if exploration.kind == "pixelcnn":
+        intrinsic = IntrinsicRewards(
+            exploration.pseudo_count_config(), frame_fraction=exploration.frame_fraction, seed=config.run.seed
+        )
+    return Learner(agent, learner_settings(config), unroll=unroll, intrinsic_rewards=intrinsic)

@@ -67,6 +67,7 @@ class _TrainingHooks:
         self._last_updates = learner.updates
         self._last_rollouts = []
         self.last_metrics: dict = {}
+        self._last_samples = float("-inf")
 
     def __call__(self, progress: Progress, metrics: dict, rollouts) -> None:
         now = time.monotonic()
@@ -106,10 +107,24 @@ class _TrainingHooks:
             self.telemetry.histogram(progress.env_steps, name, values)
         for name, image in summary.images.items():
             self.telemetry.image(progress.env_steps, name, image)
+        self._log_exploration(progress.env_steps, now)
         self.telemetry.progress(
             progress.env_steps, progress.env_steps * frames_per_step, steps_per_s * frames_per_step, episode_return
         )
         self._last_log, self._last_steps, self._last_updates = now, progress.env_steps, self.learner.updates
+
+    def _log_exploration(self, step: int, now: float) -> None:
+        intrinsic = self.learner.intrinsic_rewards
+        if intrinsic is None:
+            return
+        counts = intrinsic.last_stats.get("pseudo_counts")
+        if counts is not None:
+            self.telemetry.histogram(step, "exploration/pseudo_counts", counts.numpy())
+        if now - self._last_samples >= self.config.exploration.sample_interval_s:
+            samples = intrinsic.model.sample_images(16)  # [16, 1, 42, 42] uint8
+            grid = samples.view(4, 4, 42, 42).permute(0, 2, 1, 3).reshape(4 * 42, 4 * 42)
+            self.telemetry.image(step, "exploration/density_model_samples", grid.numpy())
+            self._last_samples = now
 
     def checkpoint(self, progress: Progress) -> Path:
         payload = {

@@ -20,6 +20,7 @@ from agents.core import State
 from learners import losses, vtrace
 from learners.batch import Batch, stack_rollouts
 from learners.budgeted_unroll import step_slice
+from learners.exploration import mixed_monte_carlo_targets
 
 
 @dataclass
@@ -41,6 +42,7 @@ class LearnerSettings:
     clip_rho_threshold: float = 1.0
     clip_pg_rho_threshold: float = 1.0
     aux_loss_costs: dict[str, float] = field(default_factory=dict)
+    mixed_monte_carlo: float = 0.0  # weight of the Monte-Carlo return in the value target
 
 
 def make_step_fn(agent: Agent):
@@ -90,8 +92,9 @@ class Learner:
             by default, or a :class:`learners.budgeted_unroll.BudgetedUnroll`.
     """
 
-    def __init__(self, agent: Agent, settings: LearnerSettings, unroll=full_unroll):
+    def __init__(self, agent: Agent, settings: LearnerSettings, unroll=full_unroll, intrinsic_rewards=None):
         self.agent = agent
+        self.intrinsic_rewards = intrinsic_rewards
         self.settings = settings
         self.unroll = unroll
         self.step_fn = make_step_fn(agent)
@@ -126,6 +129,16 @@ class Learner:
         rewards = batch.rewards
         if s.reward_clip is not None:
             rewards = rewards.clamp(-s.reward_clip, s.reward_clip)
+        metrics = {}
+        if self.intrinsic_rewards is not None:
+            bonus = self.intrinsic_rewards(batch.observations)  # [T, B], a separate stream
+            rewards = rewards + bonus
+            metrics["exploration/intrinsic_reward_mean"] = float(bonus.mean())
+            metrics["exploration/intrinsic_return_per_unroll"] = float(bonus.sum(0).mean())
+            metrics["exploration/extrinsic_reward_mean"] = float(batch.rewards.mean())
+            for name, value in self.intrinsic_rewards.last_stats.items():
+                if not isinstance(value, torch.Tensor):
+                    metrics[f"exploration/{name}"] = float(value)
         discounts = s.discount * (~batch.firsts[1:]).float()  # 0 where the episode ended
         targets = vtrace.from_logits(
             behaviour_logits=batch.behaviour_logits[:T],
@@ -138,11 +151,15 @@ class Learner:
             clip_rho_threshold=s.clip_rho_threshold,
             clip_pg_rho_threshold=s.clip_pg_rho_threshold,
         )
+        value_targets = targets.vs
+        if s.mixed_monte_carlo > 0:
+            value_targets = mixed_monte_carlo_targets(
+                targets.vs, rewards, discounts, values[T].detach(), mix=s.mixed_monte_carlo
+            )
         pg_loss = losses.policy_gradient_loss(logits[:T], batch.actions, targets.pg_advantages)
-        value_loss = losses.baseline_loss(values[:T], targets.vs)
+        value_loss = losses.baseline_loss(values[:T], value_targets)
         entropy = losses.entropy_loss(logits[:T])
         total = pg_loss + s.baseline_cost * value_loss + s.entropy_cost * entropy
-        metrics = {}
         for name, value in outputs.items():
             if name.startswith("aux."):
                 aux_name = name[len("aux."):]
@@ -184,15 +201,20 @@ class Learner:
         return metrics
 
     def state_dict(self) -> dict:
-        return {
+        state = {
             "agent": self.agent.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "updates": self.updates,
             "skipped_updates": self.skipped_updates,
         }
+        if self.intrinsic_rewards is not None:
+            state["intrinsic_rewards"] = self.intrinsic_rewards.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.agent.load_state_dict(state["agent"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = state["updates"]
         self.skipped_updates = state["skipped_updates"]
+        if self.intrinsic_rewards is not None:
+            self.intrinsic_rewards.load_state_dict(state["intrinsic_rewards"])

@@ -90,7 +90,7 @@ def test_existing_run_folder_needs_resume(ray_session, tmp_path):
 def _driver(config, **kwargs):
     spec = build.probe_env(config)
     make_agent = build.agent_factory(config, spec)
-    learner = Learner(make_agent(), build.learner_settings(config))
+    learner = build.learner(config, make_agent())
     settings = DriverSettings(
         num_actors=config.actors.num_actors,
         rollouts_per_update=config.rollouts_per_update,

@@ -28,14 +28,14 @@ def measure_raw(config, seconds: float) -> float:
 
     options = config.env.atari.model_dump()
     game, threads = options.pop("game"), options.pop("num_threads")
-    env = make_atari_vector_env(game, config.env.num_envs, settings=AtariSettings(**options), num_threads=threads)
+    env = make_atari_vector_env(game, config.resources.envs_per_actor, settings=AtariSettings(**options), num_threads=threads)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     actions = env.single_action_space.n
     steps, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        env.step(rng.integers(0, actions, config.env.num_envs))
-        steps += config.env.num_envs
+        env.step(rng.integers(0, actions, config.resources.envs_per_actor))
+        steps += config.resources.envs_per_actor
     elapsed = time.perf_counter() - started
     env.close()
     return steps / elapsed
@@ -50,14 +50,14 @@ def measure_actors(config, seconds: float) -> float:
     spec = build.probe_env(config)
     make_agent = build.agent_factory(config, spec)
     weights = PublishedWeights(0, [ray.put(make_agent().state_dict())])
-    remote = ray.remote(num_cpus=config.actors.num_cpus)(RolloutWorker)
+    remote = ray.remote(num_cpus=config.resources.cpus_per_actor)(RolloutWorker)
     actors = [
         remote.remote(i, build.env_factory(config, seed=i), make_agent, config.learner.unroll_length, i)
-        for i in range(config.actors.num_actors)
+        for i in range(config.resources.num_actors)
     ]
     ray.get([a.unroll.remote(weights) for a in actors])  # warm-up
     pending = {a.unroll.remote(weights): a for a in actors}
-    steps_per_rollout = config.learner.unroll_length * config.env.num_envs
+    steps_per_rollout = config.learner.unroll_length * config.resources.envs_per_actor
     steps, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         ready, _ = ray.wait(list(pending), num_returns=1)
@@ -75,10 +75,9 @@ def measure_training(config, seconds: float, warmup_updates: int = 5) -> dict:
     import torch
 
     from engram import build
-    from learners.driver import Driver, DriverSettings
-    from learners.learner import Learner
+    from learners.driver import Driver
 
-    torch.set_num_threads(config.learner.torch_threads)
+    torch.set_num_threads(config.resources.learner_torch_threads)
     spec = build.probe_env(config)
     make_agent = build.agent_factory(config, spec)
     learner = build.learner(config, make_agent())
@@ -92,14 +91,7 @@ def measure_training(config, seconds: float, warmup_updates: int = 5) -> dict:
     def should_stop() -> bool:
         return "start" in marks and time.perf_counter() - marks["start"][0] >= seconds
 
-    settings = DriverSettings(
-        num_actors=config.actors.num_actors,
-        rollouts_per_update=config.rollouts_per_update,
-        total_steps=10**12,
-        unroll_length=config.learner.unroll_length,
-        actor_num_cpus=config.actors.num_cpus,
-        actor_torch_threads=config.actors.torch_threads,
-    )
+    settings = build.driver_settings(config, total_steps=10**12)
     Driver(settings, learner, build.env_factory(config, 0), make_agent, on_update=on_update,
            should_stop=should_stop).run()
     (t0, s0, u0), (t1, s1, u1) = marks["start"], marks["end"]
@@ -137,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             rllib = measure_rllib_impala(
                 game=config.env.atari.game,
                 seconds=seconds,
-                num_envs=config.env.num_envs,
+                num_envs=config.resources.envs_per_actor,
                 unroll_length=config.learner.unroll_length,
                 lstm_size=config.agent.lstm.hidden_size,
             )
@@ -162,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     results["setup"] = {
         "config": args.config,
         "game": config.env.atari.game,
-        "num_actors": config.actors.num_actors,
-        "envs_per_actor": config.env.num_envs,
+        "num_actors": config.resources.num_actors,
+        "envs_per_actor": config.resources.envs_per_actor,
         "unroll_length": config.learner.unroll_length,
         "batch_size": config.learner.batch_size,
         "seconds_per_measurement": seconds,

@@ -9,6 +9,7 @@ from agents.registry import build_agent
 from engram.config import Config
 from envs.registry import make_vector_env
 from learners.budgeted_unroll import BudgetedUnroll
+from learners.driver import DriverSettings
 from learners.intrinsic import IntrinsicRewards
 from learners.learner import Learner, LearnerSettings, full_unroll
 
@@ -24,7 +25,7 @@ def env_factory(config: Config, seed: int, num_envs: int | None = None):
     return functools.partial(
         make_vector_env,
         config.env.kind,
-        num_envs or config.env.num_envs,
+        num_envs or config.resources.envs_per_actor,
         seed=seed,
         options=config.env.factory_options(),
     )
@@ -75,7 +76,7 @@ def learner_settings(config: Config) -> LearnerSettings:
 
 
 def learner(config: Config, agent) -> Learner:
-    """The learner, with the configured BPTT mode and exploration bonus."""
+    """The learner (in this process), with the configured BPTT mode and exploration bonus."""
     bptt, exploration = config.learner.bptt, config.exploration
     unroll = full_unroll
     if bptt.mode != "full":
@@ -85,4 +86,41 @@ def learner(config: Config, agent) -> Learner:
         intrinsic = IntrinsicRewards(
             exploration.pseudo_count_config(), frame_fraction=exploration.frame_fraction, seed=config.run.seed
         )
-    return Learner(agent, learner_settings(config), unroll=unroll, intrinsic_rewards=intrinsic)
+    return Learner(
+        agent, learner_settings(config), unroll=unroll, intrinsic_rewards=intrinsic,
+        device=config.resources.learner_device,
+    )
+
+
+def placed_learner(config: Config, make_agent):
+    """The learner where ``resources`` puts it: in this process, or as a Ray actor
+    (``resources.learner_placement``; a GPU learner defaults to an actor)."""
+    resources = config.resources
+    if not resources.learner_is_actor:
+        return learner(config, make_agent())
+    from learners.remote_learner import RemoteLearner
+
+    return RemoteLearner(
+        functools.partial(_learner_from_factory, config, make_agent),
+        num_gpus=resources.learner_gpus,
+        torch_threads=resources.learner_torch_threads,
+    )
+
+
+def _learner_from_factory(config: Config, make_agent) -> Learner:
+    return learner(config, make_agent())
+
+
+def driver_settings(config: Config, *, total_steps: int | None = None, seed: int | None = None) -> DriverSettings:
+    resources = config.resources
+    return DriverSettings(
+        num_actors=resources.num_actors,
+        rollouts_per_update=config.rollouts_per_update,
+        total_steps=config.run.total_steps if total_steps is None else total_steps,
+        unroll_length=config.learner.unroll_length,
+        frames_per_step=config.env.frames_per_step,
+        actor_num_cpus=resources.cpus_per_actor,
+        actor_torch_threads=resources.actor_torch_threads,
+        max_actor_restarts=resources.max_actor_restarts,
+        seed=config.run.seed if seed is None else seed,
+    )

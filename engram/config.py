@@ -65,7 +65,6 @@ class MazeConfig(Section):
 
 class EnvConfig(Section):
     kind: Literal["atari", "memory_cue", "maze"] = Field("atari", description="Which environment family.")
-    num_envs: int = Field(32, gt=0, description="Environments stepped by each actor (its vector width).")
     atari: AtariConfig = AtariConfig()
     memory_cue: MemoryCueConfig = MemoryCueConfig()
     maze: MazeConfig = MazeConfig()
@@ -152,12 +151,36 @@ class AgentConfig(Section):
         return {}
 
 
-# --- actors ----------------------------------------------------------------------------
-class ActorsConfig(Section):
+# --- resources -------------------------------------------------------------------------
+class ResourcesConfig(Section):
+    """Where the work runs: rollout actors, their envs, and the learner's device."""
+
     num_actors: int = Field(2, gt=0, description="Rollout actors (Ray processes).")
-    num_cpus: float = Field(1.0, gt=0, description="CPUs Ray reserves for each actor.")
-    torch_threads: int = Field(1, gt=0, description="Torch intra-op threads per actor.")
-    max_restarts: int = Field(100, ge=0, description="Actor failures tolerated before the run stops.")
+    cpus_per_actor: float = Field(1.0, gt=0, description="CPUs Ray reserves for each actor.")
+    envs_per_actor: int = Field(32, gt=0, description="Environments each actor steps (its vector width).")
+    actor_torch_threads: int = Field(1, gt=0, description="Torch intra-op threads per actor.")
+    max_actor_restarts: int = Field(100, ge=0, description="Actor failures tolerated before the run stops.")
+    learner_device: str = Field("cpu", description="Torch device of the learner: cpu, cuda, cuda:1, ...")
+    learner_gpus: float = Field(0.0, ge=0, description="GPUs Ray reserves for the learner.")
+    learner_placement: Literal["auto", "driver", "actor"] = Field(
+        "auto", description="auto: a Ray actor when learner_gpus > 0, else in the driver process."
+    )
+    learner_torch_threads: int = Field(1, gt=0, description="Torch intra-op threads of the learner.")
+
+    @field_validator("learner_device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        import torch
+
+        try:
+            torch.device(device)
+        except RuntimeError as error:
+            raise ValueError(f"not a torch device: {error}") from None
+        return device
+
+    @property
+    def learner_is_actor(self) -> bool:
+        return self.learner_placement == "actor" or (self.learner_placement == "auto" and self.learner_gpus > 0)
 
 
 # --- learner ---------------------------------------------------------------------------
@@ -189,7 +212,7 @@ class BPTTConfig(Section):
 
 class LearnerConfig(Section):
     unroll_length: int = Field(20, gt=0, description="T: agent steps per rollout and per learner sequence.")
-    batch_size: int = Field(32, gt=0, description="B: sequences per update (a multiple of env.num_envs).")
+    batch_size: int = Field(32, gt=0, description="B: sequences per update (a multiple of resources.envs_per_actor).")
     optimizer: Literal["rmsprop", "adam"] = Field("rmsprop", description="Optimiser.")
     learning_rate: float = Field(6e-4, gt=0, description="Optimiser step size.")
     rmsprop_alpha: float = Field(0.99, gt=0, lt=1, description="RMSProp decay.")
@@ -203,7 +226,6 @@ class LearnerConfig(Section):
     entropy_cost: float = Field(0.01, ge=0, description="Weight of the entropy regulariser.")
     clip_rho_threshold: float = Field(1.0, gt=0, description="V-trace ρ̄.")
     clip_pg_rho_threshold: float = Field(1.0, gt=0, description="V-trace ρ̄ for the policy-gradient advantage.")
-    torch_threads: int = Field(1, gt=0, description="Torch intra-op threads for the learner.")
     bptt: BPTTConfig = BPTTConfig()
 
 
@@ -275,7 +297,7 @@ class Config(Section):
     run: RunConfig = RunConfig()
     env: EnvConfig = EnvConfig()
     agent: AgentConfig = AgentConfig()
-    actors: ActorsConfig = ActorsConfig()
+    resources: ResourcesConfig = ResourcesConfig()
     learner: LearnerConfig = LearnerConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
@@ -284,10 +306,10 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _batch_fits_actors(self) -> "Config":
-        if self.learner.batch_size % self.env.num_envs:
+        if self.learner.batch_size % self.resources.envs_per_actor:
             raise ValueError(
-                f"learner.batch_size ({self.learner.batch_size}) must be a multiple of env.num_envs "
-                f"({self.env.num_envs}): each update takes whole rollouts"
+                f"learner.batch_size ({self.learner.batch_size}) must be a multiple of resources.envs_per_actor "
+                f"({self.resources.envs_per_actor}): each update takes whole rollouts"
             )
         return self
 
@@ -310,7 +332,7 @@ class Config(Section):
 
     @property
     def rollouts_per_update(self) -> int:
-        return self.learner.batch_size // self.env.num_envs
+        return self.learner.batch_size // self.resources.envs_per_actor
 
 
 # --- loading ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from engram import build, core_telemetry
 from engram.checkpoint import Checkpointer
 from engram.config import Config, ConfigError, dump_config
 from engram.telemetry import Telemetry
-from learners.driver import Driver, DriverSettings, Progress
+from learners.driver import Driver, Progress
 from learners.learner import Learner
 
 log = logging.getLogger("engram.train")
@@ -160,39 +160,30 @@ def train(
         return directory
     torch.manual_seed(config.run.seed)
     random.seed(config.run.seed)
-    torch.set_num_threads(config.learner.torch_threads)
+    torch.set_num_threads(config.resources.learner_torch_threads)
 
     spec = build.probe_env(config)
     make_agent = build.agent_factory(config, spec)
-    learner = build.learner(config, make_agent())
-    progress = Progress()
-    checkpointer = Checkpointer(directory / "checkpoints", keep=config.checkpoint.keep)
-    if resume:
-        payload, path = checkpointer.load_latest()
-        learner.load_state_dict(payload["learner"])
-        progress.load_state_dict(payload["progress"])
-        torch.set_rng_state(payload["rng"]["torch"])
-        random.setstate((3, tuple(payload["rng"]["python"]), None))
-        log.info("resumed from %s at %d steps", path, progress.env_steps)
-
     started_ray = _init_ray(address, ray_num_cpus)
-    telemetry = Telemetry(directory, console=config.telemetry.console, total_steps=config.run.total_steps)
-    hooks = _TrainingHooks(config, telemetry, checkpointer, learner)
+    learner = telemetry = None
     stop_requested = []
     previous_handler = signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True))
     try:
+        learner = build.placed_learner(config, make_agent)
+        progress = Progress()
+        checkpointer = Checkpointer(directory / "checkpoints", keep=config.checkpoint.keep)
+        if resume:
+            payload, path = checkpointer.load_latest()
+            learner.load_state_dict(payload["learner"])
+            progress.load_state_dict(payload["progress"])
+            torch.set_rng_state(payload["rng"]["torch"])
+            random.setstate((3, tuple(payload["rng"]["python"]), None))
+            log.info("resumed from %s at %d steps", path, progress.env_steps)
+
+        telemetry = Telemetry(directory, console=config.telemetry.console, total_steps=config.run.total_steps)
+        hooks = _TrainingHooks(config, telemetry, checkpointer, learner)
         driver = Driver(
-            DriverSettings(
-                num_actors=config.actors.num_actors,
-                rollouts_per_update=config.rollouts_per_update,
-                total_steps=config.run.total_steps,
-                unroll_length=config.learner.unroll_length,
-                frames_per_step=config.env.frames_per_step,
-                actor_num_cpus=config.actors.num_cpus,
-                actor_torch_threads=config.actors.torch_threads,
-                max_actor_restarts=config.actors.max_restarts,
-                seed=config.run.seed + progress.env_steps,
-            ),
+            build.driver_settings(config, seed=config.run.seed + progress.env_steps),
             learner,
             build.env_factory(config, seed=config.run.seed),
             make_agent,
@@ -205,7 +196,10 @@ def train(
         hooks.checkpoint(progress)
     finally:
         signal.signal(signal.SIGINT, previous_handler)
-        telemetry.close()
+        if telemetry is not None:
+            telemetry.close()
+        if hasattr(learner, "close"):
+            learner.close()
         if started_ray:
             import ray
 

@@ -36,6 +36,18 @@ class Batch:
     def unroll_length(self) -> int:
         return int(self.actions.shape[0])
 
+    def to(self, device: torch.device) -> "Batch":
+        """A copy on ``device`` (frames stay uint8, so the copy is small)."""
+        fields = {}
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                fields[name] = value.to(device, non_blocking=True)
+            elif isinstance(value, dict):
+                fields[name] = {k: v.to(device, non_blocking=True) for k, v in value.items()}
+            else:
+                fields[name] = value
+        return Batch(**fields)
+
     @property
     def batch_size(self) -> int:
         return int(self.actions.shape[1])

@@ -90,10 +90,15 @@ class Learner:
         settings: hyper-parameters.
         unroll: ``unroll(step_fn, state0, inputs) -> (outputs, final_state)``; plain BPTT
             by default, or a :class:`learners.budgeted_unroll.BudgetedUnroll`.
+        intrinsic_rewards: an optional :class:`learners.intrinsic.IntrinsicRewards` stream.
+        device: where the agent and the batch live during the update.
     """
 
-    def __init__(self, agent: Agent, settings: LearnerSettings, unroll=full_unroll, intrinsic_rewards=None):
-        self.agent = agent
+    def __init__(
+        self, agent: Agent, settings: LearnerSettings, unroll=full_unroll, intrinsic_rewards=None, device: str = "cpu"
+    ):
+        self.device = torch.device(device)
+        self.agent = agent.to(self.device)
         self.intrinsic_rewards = intrinsic_rewards
         self.settings = settings
         self.unroll = unroll
@@ -114,10 +119,13 @@ class Learner:
         raise ValueError(f"unknown optimizer {s.optimizer!r}; expected 'rmsprop' or 'adam'")
 
     def get_weights(self) -> dict[str, torch.Tensor]:
-        return {name: value.detach().clone() for name, value in self.agent.state_dict().items()}
+        """CPU copies of the agent's weights, for the actors."""
+        return {name: value.detach().to("cpu", copy=True) for name, value in self.agent.state_dict().items()}
 
     def update(self, rollouts: list[Rollout], learner_version: int | None = None) -> dict[str, float]:
         batch = stack_rollouts(rollouts, self.agent)
+        if self.device.type != "cpu":
+            batch = batch.to(self.device)
         return self.update_batch(batch, learner_version)
 
     def update_batch(self, batch: Batch, learner_version: int | None = None) -> dict[str, float]:
@@ -131,7 +139,7 @@ class Learner:
             rewards = rewards.clamp(-s.reward_clip, s.reward_clip)
         metrics = {}
         if self.intrinsic_rewards is not None:
-            bonus = self.intrinsic_rewards(batch.observations)  # [T, B], a separate stream
+            bonus = self.intrinsic_rewards(batch.observations.cpu()).to(rewards.device)  # [T, B], a separate stream
             rewards = rewards + bonus
             metrics["exploration/intrinsic_reward_mean"] = float(bonus.mean())
             metrics["exploration/intrinsic_return_per_unroll"] = float(bonus.sum(0).mean())
@@ -213,7 +221,7 @@ class Learner:
 
     def load_state_dict(self, state: dict) -> None:
         self.agent.load_state_dict(state["agent"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])  # moves its state to the parameters' device
         self.updates = state["updates"]
         self.skipped_updates = state["skipped_updates"]
         if self.intrinsic_rewards is not None:

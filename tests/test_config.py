@@ -40,8 +40,8 @@ def test_unknown_game_lists_the_closest_rom_ids():
 
 
 def test_batch_must_hold_whole_rollouts():
-    with pytest.raises(ConfigError, match="multiple of env.num_envs"):
-        from_dict({"env": {"num_envs": 12}, "learner": {"batch_size": 32}})
+    with pytest.raises(ConfigError, match="multiple of resources.envs_per_actor"):
+        from_dict({"resources": {"envs_per_actor": 12}, "learner": {"batch_size": 32}})
 
 
 def test_overrides_parse_yaml_values(tmp_path):

@@ -11,8 +11,7 @@ from engram import build
 from engram.checkpoint import Checkpointer
 from engram.config import load_config
 from engram.train import train
-from learners.driver import Driver, DriverSettings
-from learners.learner import Learner
+from learners.driver import Driver
 
 pytestmark = pytest.mark.e2e
 
@@ -91,13 +90,7 @@ def _driver(config, **kwargs):
     spec = build.probe_env(config)
     make_agent = build.agent_factory(config, spec)
     learner = build.learner(config, make_agent())
-    settings = DriverSettings(
-        num_actors=config.actors.num_actors,
-        rollouts_per_update=config.rollouts_per_update,
-        total_steps=config.run.total_steps,
-        unroll_length=config.learner.unroll_length,
-        actor_num_cpus=config.actors.num_cpus,
-    )
+    settings = build.driver_settings(config)
     return Driver(settings, learner, build.env_factory(config, 0), make_agent, **kwargs)
 
 
@@ -139,3 +132,16 @@ def test_rejected_rollouts_are_counted_and_training_goes_on(ray_session):
     progress = _driver(config, worker_class=CorruptingWorker).run()
     assert progress.rejected_rollouts >= 2
     assert progress.env_steps >= 6000
+
+
+def test_learner_as_a_ray_actor_trains_and_checkpoints(ray_session, tmp_path):
+    """resources.learner_placement=actor is what a GPU learner uses; here on the CPU."""
+    config = load_config(
+        "configs/smoke.yaml",
+        ["run.total_steps=3000", "telemetry.console=false", "resources.learner_placement=actor",
+         "resources.num_actors=1"],
+    )
+    run_dir = train(config, str(tmp_path / "remote"))
+    payload, _ = Checkpointer(run_dir / "checkpoints").load_latest()
+    assert payload["progress"]["env_steps"] >= 3000
+    assert payload["learner"]["updates"] > 0

@@ -9,8 +9,9 @@ Measures, on Montezuma's Revenge frames from random play (ale-py ``AtariVectorEn
    N frames with the default (paper) settings, and with per-batch first-order training;
 3. the time to draw a 4-image sample grid (``sample_images``).
 
-``--with-training`` is the hook for end-to-end learner frames/s with and without the bonus;
-it needs the learner runtime and is left for the lead (it prints a note and records null).
+``--with-training`` also measures end-to-end training agent steps/s on
+``configs/montezuma_pixelcnn.yaml`` with the bonus and with ``exploration.kind=none``, side
+by side in one run (the goal: with ≥ 70% of without).
 
 Timings use ``--threads`` torch threads (default 1: the development box is shared, and
 batch-size-1 convolutions gain nothing from more). Benchmarks never assert timings.
@@ -124,14 +125,30 @@ def measure_bits_per_dim(
 
 
 def measure_training_fps(args) -> dict | None:
-    """HOOK (lead): end-to-end learner frames/s with and without the bonus.
+    """End-to-end training steps/s on Montezuma's Revenge with and without the bonus."""
+    import os
 
-    Fill in with the learner runtime: run the same short training twice (``exploration:
-    null`` and ``exploration: {kind: pixelcnn}``) and return
-    ``{"fps_without_bonus": ..., "fps_with_bonus": ...}``.
-    """
-    print("note: --with-training needs the learner runtime; not measured here (hook in benchmarks/pixelcnn.py)")
-    return None
+    import ray
+
+    from benchmarks.throughput import measure_training
+    from engram.config import load_config
+
+    seconds = 20.0 if args.quick else 60.0
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    try:
+        results = {}
+        for name, kind in (("without_bonus", "none"), ("with_bonus", "pixelcnn")):
+            config = load_config("configs/montezuma_pixelcnn.yaml", [f"exploration.kind={kind}"])
+            results[f"steps_per_s_{name}"] = measure_training(config, seconds, warmup_updates=3)["steps_per_s"]
+        config = load_config("configs/montezuma_pixelcnn.yaml")
+        results["frame_fraction"] = config.exploration.frame_fraction
+        results["ratio"] = results["steps_per_s_with_bonus"] / results["steps_per_s_without_bonus"]
+        return results
+    finally:
+        if started_ray:
+            ray.shutdown()
 
 
 def _table(headers: list[str], rows: list[list]) -> str:
@@ -147,7 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", metavar="PATH", help="write the results here")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--with-training", action="store_true", help="end-to-end fps hook (lead)")
+    parser.add_argument("--with-training", action="store_true",
+                        help="also measure training steps/s with and without the bonus")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

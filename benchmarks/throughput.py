@@ -101,6 +101,8 @@ def measure_training(config, seconds: float, warmup_updates: int = 5) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="engram bench throughput", description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="configs/pong_lstm.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, as for engram train (repeatable)")
     parser.add_argument("--seconds", type=float, default=60.0, help="measurement time per configuration")
     parser.add_argument("--quick", action="store_true", help="10 s per configuration")
     parser.add_argument("--skip-rllib", action="store_true", help="leave out (d), RLlib IMPALA")
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from engram.config import load_config
 
-    config = load_config(args.config)
+    config = load_config(args.config, args.overrides)
     frameskip = config.env.frames_per_step
     started_ray = not ray.is_initialized()
     if started_ray:
@@ -153,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"engram training / RLlib IMPALA: {ratio:.1f}x")
     results["setup"] = {
         "config": args.config,
+        "overrides": args.overrides,
         "game": config.env.atari.game,
         "num_actors": config.resources.num_actors,
         "envs_per_actor": config.resources.envs_per_actor,

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             import importlib
 
             module = importlib.import_module(BENCHMARKS[args.name])
-            return int(module.main(args.args) or 0)
+            result = module.main(args.args)
+            return result if isinstance(result, int) else 0
     except (ConfigError, CheckpointError) as error:
         print(f"engram: error: {error}", file=sys.stderr)
         return 2

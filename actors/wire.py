@@ -19,7 +19,7 @@ Time layout (T = unroll length, B = envs in the actor):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import msgpack
 import numpy as np
@@ -77,6 +77,7 @@ _DICT_FIELDS = {
     "telemetry": None,
 }
 _INT_FIELDS = ("actor_id", "policy_version")
+SCHEMA_FIELDS = (*_INT_FIELDS, *_ARRAY_FIELDS, *_DICT_FIELDS)
 
 
 def _pack_array(array: np.ndarray) -> dict:
@@ -123,7 +124,7 @@ def decode(payload: bytes) -> Rollout:
         raise RolloutDecodeError(f"not an {SCHEMA} message")
     if message.get("version") != VERSION:
         raise RolloutDecodeError(f"rollout version {message.get('version')!r}; this learner reads version {VERSION}")
-    expected_keys = {"schema", "version", *_INT_FIELDS, *_ARRAY_FIELDS, *_DICT_FIELDS}
+    expected_keys = {"schema", "version", *SCHEMA_FIELDS}
     missing, extra = expected_keys - set(message), set(message) - expected_keys
     if missing or extra:
         raise RolloutDecodeError(f"rollout fields: missing {sorted(missing)}, unexpected {sorted(extra)}")
@@ -155,5 +156,3 @@ def decode(payload: bytes) -> Rollout:
         raise RolloutDecodeError("fields 'episode_returns' and 'episode_lengths' differ in length")
     return Rollout(**values)
 
-
-assert {f.name for f in fields(Rollout)} == {*_INT_FIELDS, *_ARRAY_FIELDS, *_DICT_FIELDS}

@@ -32,6 +32,12 @@ def _tamper(payload: bytes, edit) -> bytes:
     return msgpack.packb(message, use_bin_type=True)
 
 
+def test_the_schema_covers_every_rollout_field():
+    import dataclasses
+
+    assert {f.name for f in dataclasses.fields(wire.Rollout)} == set(wire.SCHEMA_FIELDS)
+
+
 def test_round_trip_is_exact():
     rollout = make_rollout()
     decoded = wire.decode(wire.encode(rollout))

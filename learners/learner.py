@@ -171,9 +171,9 @@ class Learner:
         for name, value in outputs.items():
             if name.startswith("aux."):
                 aux_name = name[len("aux."):]
-                aux_mean = value[:T].mean()
-                total = total + s.aux_loss_costs.get(aux_name, 0.0) * aux_mean
-                metrics[f"loss/{aux_name}"] = float(aux_mean.detach())
+                aux_sum = value[:T].sum()  # summed over [T, B] like the main losses
+                total = total + s.aux_loss_costs.get(aux_name, 0.0) * aux_sum
+                metrics[f"loss/{aux_name}"] = float(aux_sum.detach())
 
         self.optimizer.zero_grad(set_to_none=True)
         skipped = not torch.isfinite(total)

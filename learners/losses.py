@@ -1,4 +1,10 @@
-"""IMPALA's three loss terms (Espeholt et al. 2018, §4.2), averaged over ``[T, B]``."""
+"""IMPALA's three loss terms (Espeholt et al. 2018, §4.2).
+
+Each is *summed* over the batch's ``[T, B]`` steps, as in IMPALA and TorchBeast: the
+published hyper-parameters (RMSProp lr 6e-4, ε 0.01, gradient-norm clip 40) assume that
+scale. With a mean instead, per-element gradients fall far below RMSProp's ε and the
+effective step all but vanishes.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +15,16 @@ from learners.vtrace import action_log_probs
 
 
 def policy_gradient_loss(logits: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
-    """−E[ρ_s (r_s + γ v_{s+1} − V(x_s)) ∇ log π(a_s|x_s)]; ``advantages`` carry no gradient."""
-    return -(action_log_probs(logits, actions) * advantages.detach()).mean()
+    """−Σ ρ_s (r_s + γ v_{s+1} − V(x_s)) log π(a_s|x_s); ``advantages`` carry no gradient."""
+    return -(action_log_probs(logits, actions) * advantages.detach()).sum()
 
 
 def baseline_loss(values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """½ E[(v_s − V(x_s))²]."""
-    return 0.5 * (targets.detach() - values).pow(2).mean()
+    """½ Σ (v_s − V(x_s))²."""
+    return 0.5 * (targets.detach() - values).pow(2).sum()
 
 
 def entropy_loss(logits: torch.Tensor) -> torch.Tensor:
-    """E[Σ_a π log π] (the negative entropy; minimising it keeps the policy spread)."""
+    """Σ_s Σ_a π log π (the negative entropy; minimising it keeps the policy spread)."""
     log_policy = F.log_softmax(logits, dim=-1)
-    return (log_policy.exp() * log_policy).sum(-1).mean()
+    return (log_policy.exp() * log_policy).sum()

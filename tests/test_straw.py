@@ -353,7 +353,7 @@ class Float64Torso(torch.nn.Module):
 
 @pytest.mark.parametrize("variant", ["straw", "strawe", "straw_re"])
 def test_checkpointed_unroll_gives_exact_gradients_with_replayed_decisions(variant):
-    bptt = pytest.importorskip("learners.bptt")
+    from learners import bptt
     torch.manual_seed(14)
     agent = Agent(
         Float64Torso(OBS_SIZE, 8), lambda size: make_core(variant, input_size=size), NUM_ACTIONS

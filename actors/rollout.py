@@ -124,7 +124,9 @@ class RolloutWorker:
         actions = np.empty((T, B), np.int64)
         rewards = np.empty((T, B), np.float32)
         logits, decisions, telemetry = [], [], []
-        if self._pending is None:
+        # The snapshot from before the cached step is the current state: the worker either
+        # still holds that step or restored the state from the snapshot in set_weights.
+        if self._packed_before_pending is None:
             initial_state = _to_numpy(self.agent.pack_state(self._state))
         else:
             initial_state = self._packed_before_pending

@@ -118,7 +118,6 @@ def driver_settings(config: Config, *, total_steps: int | None = None, seed: int
         rollouts_per_update=config.rollouts_per_update,
         total_steps=config.run.total_steps if total_steps is None else total_steps,
         unroll_length=config.learner.unroll_length,
-        frames_per_step=config.env.frames_per_step,
         actor_num_cpus=resources.cpus_per_actor,
         actor_torch_threads=resources.actor_torch_threads,
         max_actor_restarts=resources.max_actor_restarts,

@@ -41,7 +41,7 @@ def prepare_run_dir(run_dir: Path, config: Config, resume: bool) -> None:
     (run_dir / "config.yaml").write_text(dump_config(config))
 
 
-def _init_ray(address: str | None, num_cpus: int | None) -> bool:
+def _init_ray(address: str | None) -> bool:
     """Join ``address`` or start an embedded local Ray; True if this process started it."""
     import ray
 
@@ -50,7 +50,7 @@ def _init_ray(address: str | None, num_cpus: int | None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        ray.init(include_dashboard=False, log_to_driver=True)
     return True
 
 
@@ -146,7 +146,6 @@ def train(
     *,
     resume: bool = False,
     address: str | None = None,
-    ray_num_cpus: int | None = None,
 ) -> Path:
     """Train ``config``; returns the run folder. Raises :class:`ConfigError` on bad input."""
     directory = resolve_run_dir(config, run_dir)
@@ -164,7 +163,7 @@ def train(
 
     spec = build.probe_env(config)
     make_agent = build.agent_factory(config, spec)
-    started_ray = _init_ray(address, ray_num_cpus)
+    started_ray = _init_ray(address)
     learner = telemetry = None
     stop_requested = []
     previous_handler = signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True))

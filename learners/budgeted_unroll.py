@@ -53,7 +53,7 @@ class BudgetedUnroll:
         with self.meter:
             return bptt.checkpointed_unroll(step_fn, state0, inputs, self.plan, parameters=self.parameters, meter=self.meter)
 
-    def backward_context(self):
+    def backward_context(self) -> bptt.SavedTensorMeter:
         """Wrap the loss's backward in this so the measured peak covers recomputation."""
         return self.meter
 

@@ -38,7 +38,6 @@ class DriverSettings:
     rollouts_per_update: int
     total_steps: int
     unroll_length: int
-    frames_per_step: int = 1
     actor_num_cpus: float = 1.0
     actor_torch_threads: int = 1
     max_actor_restarts: int = 100

@@ -179,7 +179,8 @@ class Learner:
         skipped = not torch.isfinite(total)
         grad_norm = float("nan")
         if not skipped:
-            with getattr(self.unroll, "backward_context", contextlib.nullcontext)() or contextlib.nullcontext():
+            backward_context = getattr(self.unroll, "backward_context", contextlib.nullcontext)
+            with backward_context():
                 total.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.agent.parameters(), s.grad_clip))
             skipped = not math.isfinite(grad_norm)

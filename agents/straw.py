@@ -102,6 +102,9 @@ class StrawCore(RecurrentCore):
         value_row: add a value row to the action-plan (rows = |A| + 1).
         plan_telemetry: also return the plans themselves as telemetry (for a plan image);
             off by default because they are ``R · T + T`` floats per env and step.
+        isolate_commitment: the commitment head f_c reads ψ^A_t and ξ_t detached, so the
+            gradients that reach c (the straight-through gate and the commitment cost)
+            train f_c and b only and never the planner that writes A.
 
     State (batch first):
         ``plan`` ``[B, R, T]`` A_t; ``commitment`` ``[B, T]`` c_t;
@@ -129,6 +132,7 @@ class StrawCore(RecurrentCore):
         commitment_bias_init: float = -5.0,
         value_row: bool = False,
         plan_telemetry: bool = False,
+        isolate_commitment: bool = False,
     ):
         super().__init__()
         if variant not in VARIANTS:
@@ -146,6 +150,7 @@ class StrawCore(RecurrentCore):
         self.latent_size = latent_size
         self.commitment_scale = commitment_scale
         self.plan_telemetry = plan_telemetry
+        self.isolate_commitment = isolate_commitment
         self.plan_rows = num_actions + (1 if value_row else 0)  # R
 
         self.encoder = nn.Linear(input_size, hidden_size)  # x_t -> z_t
@@ -240,9 +245,10 @@ class StrawCore(RecurrentCore):
             batch_size, self.plan_rows, self.patch_size
         )  # f^A(ξ_t)  [B, R, K]
         plan_update = straw_attention.write(written_patch, attention)  # [B, R, T]
-        commitment_parameters = self.commitment_attention(
-            torch.cat([attention_parameters, intermediate], dim=1)
-        )  # ψ^c_t  [B, 3]
+        commitment_input = torch.cat([attention_parameters, intermediate], dim=1)
+        if self.isolate_commitment:
+            commitment_input = commitment_input.detach()
+        commitment_parameters = self.commitment_attention(commitment_input)  # ψ^c_t  [B, 3]
         commitment_filter = straw_attention.gaussian_filterbank(
             commitment_parameters, self.plan_length, 1
         ).filters[:, 0]  # F^c  [B, T]

@@ -33,7 +33,7 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -51,7 +51,7 @@ class Setup:
     output_size: int = 16
     budget_fractions: tuple[float, ...] = (0.02, 0.05, 0.10, 0.20)
     modes: tuple[str, ...] = ("hsm", "ism", "msm")
-    repeats: int = 2
+    repeats: int = 5
     threads: int = 1
     seed: int = 0
 
@@ -72,6 +72,7 @@ class Row:
     memory_ratio: float = 0.0
     time_ratio: float = 0.0
     cpu_ratio: float = 0.0
+    cpu_seconds_each: list[float] = field(default_factory=list)  # one per repeat, in round order
 
 
 class LSTMProblem:
@@ -121,63 +122,71 @@ def _segment_checkpointed_outputs(problem: LSTMProblem, state0, segment: int) ->
     return torch.cat(outputs)
 
 
-def _measure(problem: LSTMProblem, run, repeats: int) -> tuple[int, float, float]:
-    """(peak bytes, best wall seconds, best CPU seconds) of forward + backward of
+def _measure_once(problem: LSTMProblem, run) -> tuple[int, float, float]:
+    """(peak bytes, wall seconds, CPU seconds) of one forward + backward of
     `run(meter) -> y [T, B, O]`.
 
     The loss is built outside the meter, so what its own backward saves (y and w) is not
     counted: the figure is the unroll's.
     """
-    best, best_cpu, peak = math.inf, math.inf, 0
-    for _ in range(repeats):
-        for p in problem.parameters:
-            p.grad = None
-        meter = problem.meter()
-        started, started_cpu = time.perf_counter(), time.process_time()
-        with meter:
-            outputs = run(meter)
-        loss = problem.loss(outputs)
-        with meter:
-            loss.backward()
-        best = min(best, time.perf_counter() - started)
-        best_cpu = min(best_cpu, time.process_time() - started_cpu)
-        peak = max(peak, meter.peak_bytes)
-        del outputs, loss
-    return peak, best, best_cpu
+    for p in problem.parameters:
+        p.grad = None
+    meter = problem.meter()
+    started, started_cpu = time.perf_counter(), time.process_time()
+    with meter:
+        outputs = run(meter)
+    loss = problem.loss(outputs)
+    with meter:
+        loss.backward()
+    return meter.peak_bytes, time.perf_counter() - started, time.process_time() - started_cpu
 
 
 def run_benchmark(setup: Setup, log=print) -> dict:
+    """Measure every method ``setup.repeats`` times, the repeats interleaved across
+    methods (round-robin) so that a slow stretch of a shared machine hits them all alike;
+    the best time of each is kept."""
     torch.set_num_threads(setup.threads)
     problem = LSTMProblem(setup)
     T = setup.seq_len
     rows: list[Row] = []
+    runs = []
 
     def full(meter):
         outputs, _ = bptt.checkpointed_unroll(problem.step, problem.state0(), problem.inputs, None)
         return outputs["y"]
 
-    peak, seconds, cpu = _measure(problem, full, setup.repeats)
-    rows.append(Row("full BPTT", 1.0, None, peak, seconds, cpu, plan_cost=T))
-    full = rows[0]
-    log(f"full BPTT: {peak / 2**20:.1f} MiB, {seconds:.2f} s ({cpu:.2f} s CPU)")
+    def first(row: Row, run) -> None:
+        """Measure once now (memory and a first time), keep for the round-robin repeats."""
+        row.peak_bytes, row.seconds, row.cpu_seconds = _measure_once(problem, run)
+        row.cpu_seconds_each.append(row.cpu_seconds)
+        rows.append(row)
+        runs.append(run)
+
+    first(Row("full BPTT", 1.0, None, 0, 0.0, 0.0, plan_cost=T), full)
+    full_row = rows[0]
+    log(f"full BPTT: {full_row.peak_bytes / 2**20:.1f} MiB")
 
     segment = math.ceil(math.sqrt(T))
-    peak, seconds, cpu = _measure(
-        problem, lambda meter: _segment_checkpointed_outputs(problem, problem.state0(), segment), setup.repeats
+    # Re-entrant torch.utils.checkpoint runs every step twice: once without grad, once recomputed with it.
+    first(
+        Row(f"checkpoint √T ({segment})", None, None, 0, 0.0, 0.0, plan_cost=2 * T),
+        lambda meter: _segment_checkpointed_outputs(problem, problem.state0(), segment),
     )
-    rows.append(Row(f"checkpoint √T ({segment})", None, None, peak, seconds, cpu, plan_cost=2 * T - math.ceil(T / segment)))
-    sqrt_peak = peak
-    log(f"torch.utils.checkpoint: {peak / 2**20:.1f} MiB, {seconds:.2f} s ({cpu:.2f} s CPU)")
+    sqrt_peak = rows[-1].peak_bytes
+    log(f"torch.utils.checkpoint: {sqrt_peak / 2**20:.1f} MiB")
 
     sizes = bptt.measure_step_bytes(problem.step, problem.state0(), {"features": problem.inputs["features"][0]}, problem.parameters)
-    log(f"measured: hidden state {sizes.hidden_bytes} B, internal state {sizes.internal_bytes} B (alpha {sizes.alpha:.2f})")
-    budgets = [(fraction, int(fraction * full.peak_bytes)) for fraction in setup.budget_fractions]
-    budgets.append((sqrt_peak / full.peak_bytes, sqrt_peak))
+    log(
+        f"measured: hidden state {sizes.hidden_bytes} B, internal state {sizes.internal_bytes} B; stored internal "
+        f"state {sizes.stored_internal_bytes} B, chained {sizes.chained_internal_bytes} B"
+    )
+    budgets = [(fraction, int(fraction * full_row.peak_bytes)) for fraction in setup.budget_fractions]
+    budgets.append((sqrt_peak / full_row.peak_bytes, sqrt_peak))
     for mode in setup.modes:
         for fraction, budget in sorted(budgets):
             started = time.perf_counter()
             try:
-                unroll_plan = bptt.plan_for_budget(T, budget, sizes.hidden_bytes, sizes.internal_bytes, mode=mode)
+                unroll_plan = bptt.make_plan(mode, T, budget, sizes)
             except bptt.BudgetTooSmallError as error:
                 log(f"{mode} at {fraction:.3f}: {error}")
                 continue
@@ -190,22 +199,31 @@ def run_benchmark(setup: Setup, log=print) -> dict:
                 )
                 return outputs["y"]
 
-            peak, seconds, cpu = _measure(problem, run, setup.repeats)
-            rows.append(Row(mode.upper(), fraction, budget, peak, seconds, cpu, unroll_plan.cost, plan_seconds))
+            first(Row(mode.upper(), fraction, budget, 0, 0.0, 0.0, unroll_plan.cost, plan_seconds), run)
             log(
-                f"{mode} budget {fraction:.3f}: {peak / 2**20:.1f} MiB, {seconds:.2f} s ({cpu:.2f} s CPU), "
+                f"{mode} budget {fraction:.3f}: {rows[-1].peak_bytes / 2**20:.1f} MiB, "
                 f"cost {unroll_plan.cost / T:.3f}/step (planned in {plan_seconds:.2f} s)"
             )
 
+    for repeat in range(1, setup.repeats):
+        for row, run in zip(rows, runs):
+            peak, seconds, cpu = _measure_once(problem, run)
+            row.peak_bytes = max(row.peak_bytes, peak)
+            row.seconds, row.cpu_seconds = min(row.seconds, seconds), min(row.cpu_seconds, cpu)
+            row.cpu_seconds_each.append(cpu)
+        log(f"repeat {repeat + 1} of {setup.repeats} done")
+
     for row in rows:
-        row.memory_ratio = row.peak_bytes / full.peak_bytes
-        row.time_ratio = row.seconds / full.seconds
-        row.cpu_ratio = row.cpu_seconds / full.cpu_seconds
+        row.memory_ratio = row.peak_bytes / full_row.peak_bytes
+        row.time_ratio = row.seconds / full_row.seconds
+        row.cpu_ratio = row.cpu_seconds / full_row.cpu_seconds
     return {
         "headline": _headline(rows, sqrt_peak),
         "setup": asdict(setup),
         "hidden_bytes": sizes.hidden_bytes,
         "internal_bytes": sizes.internal_bytes,
+        "stored_internal_bytes": sizes.stored_internal_bytes,
+        "chained_internal_bytes": sizes.chained_internal_bytes,
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
         "memory_counting": "saved-tensor hooks, one count per storage, inputs and parameters excluded, plus executor checkpoints",
@@ -223,7 +241,15 @@ def _headline(rows: list[Row], sqrt_peak: int) -> dict:
         best = min(small, key=lambda r: r.cpu_ratio)
         headline.update(msm_at_5pct_memory_ratio=best.memory_ratio, msm_at_5pct_cpu_ratio=best.cpu_ratio)
     if at_sqrt:
-        headline.update(msm_at_sqrt_memory_cpu_ratio=at_sqrt[0].cpu_ratio, msm_at_sqrt_memory_ratio=at_sqrt[0].memory_ratio)
+        msm = at_sqrt[0]
+        paired = list(zip(msm.cpu_seconds_each, baseline.cpu_seconds_each))
+        headline.update(
+            msm_at_sqrt_memory_cpu_ratio=msm.cpu_ratio,
+            msm_at_sqrt_memory_ratio=msm.memory_ratio,
+            msm_at_sqrt_memory_forward_evaluations_ratio=msm.plan_cost / baseline.plan_cost,
+            # Same round of the round-robin, so both saw the same neighbours.
+            msm_at_sqrt_memory_faster_in_repeats=f"{sum(m < b for m, b in paired)} of {len(paired)}",
+        )
     return headline
 
 

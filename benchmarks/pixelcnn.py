@@ -10,8 +10,10 @@ Measures, on Montezuma's Revenge frames from random play (ale-py ``AtariVectorEn
 3. the time to draw a 4-image sample grid (``sample_images``).
 
 ``--with-training`` also measures end-to-end training agent steps/s on
-``configs/montezuma_pixelcnn.yaml`` with the bonus and with ``exploration.kind=none``, side
-by side in one run (the goal: with ≥ 70% of without).
+``configs/montezuma_pixelcnn.yaml`` without the bonus (``exploration.kind=none``) and with
+it at each ``--fractions`` value of ``exploration.frame_fraction`` (the share of transitions
+the density model trains on and scores), side by side in one run (the goal: with ≥ 70% of
+without). The no-bonus run is repeated at the end, and the ratios use the mean of the two.
 
 Timings use ``--threads`` torch threads (default 1: the development box is shared, and
 batch-size-1 convolutions gain nothing from more). Benchmarks never assert timings.
@@ -134,18 +136,31 @@ def measure_training_fps(args) -> dict | None:
     from engram.config import load_config
 
     seconds = 20.0 if args.quick else 60.0
+    path = "configs/montezuma_pixelcnn.yaml"
     started_ray = not ray.is_initialized()
     if started_ray:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
-        results = {}
-        for name, kind in (("without_bonus", "none"), ("with_bonus", "pixelcnn")):
-            config = load_config("configs/montezuma_pixelcnn.yaml", [f"exploration.kind={kind}"])
-            results[f"steps_per_s_{name}"] = measure_training(config, seconds, warmup_updates=3)["steps_per_s"]
-        config = load_config("configs/montezuma_pixelcnn.yaml")
-        results["frame_fraction"] = config.exploration.frame_fraction
-        results["ratio"] = results["steps_per_s_with_bonus"] / results["steps_per_s_without_bonus"]
-        return results
+        def steps_per_s(overrides: list[str]) -> float:
+            return measure_training(load_config(path, overrides), seconds, warmup_updates=3)["steps_per_s"]
+
+        without = [steps_per_s(["exploration.kind=none"])]
+        with_bonus = {}
+        for fraction in args.fractions:
+            with_bonus[fraction] = steps_per_s([f"exploration.frame_fraction={fraction}"])
+            print(f"frame_fraction {fraction}: {with_bonus[fraction]:.0f} steps/s", flush=True)
+        without.append(steps_per_s(["exploration.kind=none"]))
+        baseline = sum(without) / len(without)
+        return {
+            "config": path,
+            "seconds_per_measurement": seconds,
+            "config_frame_fraction": load_config(path).exploration.frame_fraction,
+            "steps_per_s_without_bonus": without,
+            "fractions": [
+                {"frame_fraction": fraction, "steps_per_s": value, "ratio": value / baseline}
+                for fraction, value in with_bonus.items()
+            ],
+        }
     finally:
         if started_ray:
             ray.shutdown()
@@ -166,6 +181,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--with-training", action="store_true",
                         help="also measure training steps/s with and without the bonus")
+    parser.add_argument("--fractions", type=lambda text: [float(v) for v in text.split(",")],
+                        default=[1.0, 0.25, 0.1, 0.05],
+                        help="exploration.frame_fraction values for --with-training (comma-separated)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -196,6 +214,12 @@ def main(argv: list[str] | None = None) -> dict:
                    r["held_out_bits_per_dim_after"], r["last_batch_bits_per_dim_before_update"],
                    r["train_seconds"]] for r in quality]))
     print(f"\nsample_images(4) at 42x42: {sample_seconds:.2f} s; frame collection {collect_seconds:.1f} s")
+    if with_training is not None:
+        without = with_training["steps_per_s_without_bonus"]
+        print(f"\ntraining on {with_training['config']}: without the bonus {without[0]:.0f} and {without[1]:.0f} steps/s "
+              "(before and after)")
+        print(_table(["frame_fraction", "steps/s with bonus", "÷ without"],
+                     [[r["frame_fraction"], round(r["steps_per_s"]), r["ratio"]] for r in with_training["fractions"]]))
 
     results = {
         "benchmark": "pixelcnn",

@@ -97,6 +97,9 @@ class StrawConfig(Section):
     commitment_bias_init: float = Field(-5.0, description="b at initialisation (sets the starting re-plan rate).")
     value_row: bool = Field(False, description="Add the paper's extra value row to the plan.")
     plan_telemetry: bool = Field(False, description="Send plans to the learner for the TensorBoard plan image.")
+    isolate_commitment: bool = Field(
+        False, description="The commitment head reads the planner's features detached: its gradients never reach the planner."
+    )
     commitment_cost: float = Field(1e-3, ge=0, description="λ: weight of the commitment cost c_t[0].")
     kl_cost: float = Field(1e-4, ge=0, description="α: weight of STRAWe's KL, charged on re-planning steps.")
 
@@ -274,6 +277,14 @@ class MemoryTaskConfig(Section):
     curriculum_threshold: float = Field(0.05, gt=0, description="Loss per scored bit under which h doubles.")
     curriculum_patience: int = Field(50, gt=0, description="Updates the loss must stay under the threshold.")
     log_every: int = Field(50, gt=0, description="Updates between records.")
+    time_limit_minutes: float | None = Field(
+        None, gt=0, description="Stop after this much training time even if `updates` is not reached."
+    )
+    evaluate_levels: list[int] = Field(
+        [], description="Levels at which generalisation is measured on fresh sequences (eval/solved_L<n>)."
+    )
+    evaluate_every: int = Field(500, gt=0, description="Updates between generalisation evaluations.")
+    evaluate_sequences: int = Field(64, gt=0, description="Sequences per evaluated level.")
 
     def task_options(self) -> dict[str, Any]:
         options = {"bits": self.bits}

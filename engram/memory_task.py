@@ -21,15 +21,20 @@ def run_memory_task(config: Config, directory: Path) -> dict:
     torch.manual_seed(config.run.seed)
     task = make_task(settings.task, **settings.task_options())
     core = core_factory(config.agent.core, task.target_size, config.agent.core_options())(task.input_size)
+    readout = torch.nn.Linear(core.output_size, task.target_size)
     telemetry = Telemetry(directory, console=config.telemetry.console, total_steps=settings.updates)
 
     def log(step: int, metrics: dict) -> None:
-        scalars = {f"task/{name}": value for name, value in metrics.items()}
+        scalars = {name if name.startswith("eval/") else f"task/{name}": value for name, value in metrics.items()}
         telemetry.scalars(step, scalars)
         if config.telemetry.console:
+            solved = "  ".join(
+                f"L{name.split('_L')[1]} {value:.2f}" for name, value in metrics.items() if name.startswith("eval/solved_L")
+            )
             print(
                 f"update {step:,}  loss {metrics['loss']:.3f} bits/seq  "
-                f"bit errors {metrics['bits_error']:.3f}  level {metrics['level']}",
+                f"bit errors {metrics['bits_error']:.3f}  level {metrics['level']}"
+                + (f"  solved: {solved}" if solved else ""),
                 flush=True,
             )
 
@@ -38,6 +43,11 @@ def run_memory_task(config: Config, directory: Path) -> dict:
             task=task,
             core=core,
             steps=settings.updates,
+            readout=readout,
+            time_limit_s=None if settings.time_limit_minutes is None else 60.0 * settings.time_limit_minutes,
+            evaluate_levels=tuple(settings.evaluate_levels),
+            evaluate_every=settings.evaluate_every,
+            evaluate_sequences=settings.evaluate_sequences,
             batch_size=settings.batch_size,
             lr=settings.learning_rate,
             seed=config.run.seed,
@@ -53,7 +63,8 @@ def run_memory_task(config: Config, directory: Path) -> dict:
     finally:
         telemetry.close()
     Checkpointer(directory / "checkpoints", keep=config.checkpoint.keep).save(
-        {"format": 1, "config": config.model_dump(mode="json"), "core": core.state_dict(), "result": result},
-        settings.updates,
+        {"format": 1, "config": config.model_dump(mode="json"), "core": core.state_dict(),
+         "readout": readout.state_dict(), "result": result},
+        result.get("updates", settings.updates),
     )
     return result

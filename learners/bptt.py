@@ -20,6 +20,12 @@ How it works
    gradients (dL/d out_t and dL/d s_{t+1}), which yields dL/d s_t, the step's parameter
    gradients (summed here and returned from the Function, so both ``loss.backward()`` and
    ``torch.autograd.grad`` work) and dL/d x_t.
+3. *Chains*: a step run with grad right from the output of a stored internal state (no
+   recomputation in between) takes that output as its input without detaching it, so
+   consecutive internal states form one graph, like a segment of plain BPTT. A backprop
+   that reaches such a chain runs one :func:`torch.autograd.grad` over the whole chain
+   instead of one per step: fewer engine calls and parameter-gradient sums, the same
+   arithmetic and the same tensors held.
 
 Contract for ``step_fn(state, x_t) -> (new_state, out_t)``
 -----------------------------------------------------------
@@ -195,12 +201,17 @@ class StepBytes:
         hidden_bytes: bytes of the state's float tensors (one hidden state, h in the paper).
         internal_bytes: bytes one step saves for its backward (its internal state; this
             includes its input state, and its output state when the step saves it), storages
-            counted once, inputs and parameters excluded. An upper bound of one step's share
-            of plain BPTT's memory.
+            counted once, inputs and parameters excluded.
+        stored_internal_bytes: a stored internal state, the step's saved tensors plus its
+            output state (storages shared between them counted once).
+        chained_internal_bytes: the same for a step whose input state is held already
+            (the output of the step before it): what plain BPTT holds per step.
     """
 
     hidden_bytes: int
     internal_bytes: int
+    stored_internal_bytes: int | None = None
+    chained_internal_bytes: int | None = None
 
     @property
     def alpha(self) -> float:
@@ -214,10 +225,10 @@ def measure_step_bytes(
     inputs_t: Mapping,
     parameters: Iterable[torch.Tensor] | None = None,
 ) -> StepBytes:
-    """Trace one step with grad and measure hidden and internal state bytes.
+    """Trace two chained steps with grad and measure hidden and internal state bytes.
 
-    ``inputs_t`` is one time step of the inputs (``[B, ...]`` leaves). The global RNG is
-    restored afterwards, so measuring does not change a seeded run.
+    ``inputs_t`` is one time step of the inputs (``[B, ...]`` leaves), fed to both steps.
+    The global RNG is restored afterwards, so measuring does not change a seeded run.
     """
     params = _resolve_parameters(step_fn, parameters)
     state_flat = _flatten(state)
@@ -231,8 +242,18 @@ def measure_step_bytes(
         leaves = {p: (v.detach().requires_grad_() if _is_float(v) else v) for p, v in state_flat.items()}
         new_state, out = step_fn(_unflatten(leaves), _unflatten(x_flat))
         internal = meter.live_bytes
-        del new_state, out
-    return StepBytes(hidden_bytes=sum(hidden.values()), internal_bytes=internal)
+        new_flat = _flatten(new_state)
+        held = [meter.hold(v) for v in new_flat.values() if _is_float(v)]
+        stored = meter.live_bytes
+        chained_leaves = {p: (v.detach().requires_grad_() if _is_float(v) else v) for p, v in new_flat.items()}
+        second_state, second_out = step_fn(_unflatten(chained_leaves), _unflatten(x_flat))
+        held += [meter.hold(v) for v in _flatten(second_state).values() if _is_float(v)]
+        chained = meter.live_bytes - stored
+        del new_state, out, new_flat, chained_leaves, second_state, second_out, held
+    return StepBytes(
+        hidden_bytes=sum(hidden.values()), internal_bytes=internal,
+        stored_internal_bytes=stored, chained_internal_bytes=chained,
+    )
 
 
 UNROLL_MODES = ("full", "hsm", "ism", "msm")
@@ -245,7 +266,11 @@ def make_plan(mode: str, seq_len: int, budget_bytes: int | str, step_bytes: Step
         raise ValueError(f"unroll mode must be one of {UNROLL_MODES}, got {mode!r}")
     if mode == "full":
         return None
-    return plan_for_budget(seq_len, budget_bytes, step_bytes.hidden_bytes, step_bytes.internal_bytes, mode=mode)
+    return plan_for_budget(
+        seq_len, budget_bytes, step_bytes.hidden_bytes, step_bytes.internal_bytes, mode=mode,
+        stored_internal_bytes=step_bytes.stored_internal_bytes,
+        chained_internal_bytes=step_bytes.chained_internal_bytes,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -285,6 +310,7 @@ class _StepGraph:
     x_leaves: dict[Path, torch.Tensor]
     new_state: dict[Path, Any]
     outputs: dict[Path, torch.Tensor]
+    linked: bool = False  # state_in is the previous step's graph output (not a detached leaf)
 
 
 @dataclass
@@ -349,15 +375,24 @@ class _Machine:
                 self.cursor_position += 1
 
     def _run_with_grad(self) -> _StepGraph:
+        """Run the cursor's step with grad, chained to the stored internal state at the top
+        of the stack when the cursor is that state's output."""
         step = self.cursor_position
+        top = self.stack[-1] if self.stack else None
+        previous = top.graph if top is not None and top.graph is not None and top.position == step else None
         with torch.enable_grad():
-            state_in = {
-                p: (v.detach().requires_grad_() if _is_float(v) else v) for p, v in self.cursor_state.items()
-            }
+            state_in = {}
+            for path, value in self.cursor_state.items():
+                if not _is_float(value):
+                    state_in[path] = value
+                elif previous is not None and previous.new_state[path].requires_grad:
+                    state_in[path] = previous.new_state[path]
+                else:
+                    state_in[path] = value.detach().requires_grad_()
             x, x_leaves = self._x(step, with_grad=True)
             new_state, out = self._call(state_in, x)
         self._record(step, out)
-        return _StepGraph(step, state_in, x_leaves, new_state, out)
+        return _StepGraph(step, state_in, x_leaves, new_state, out, linked=previous is not None)
 
     def _hold(self, tensors: Iterable[Any]) -> list:
         if self.meter is None:
@@ -409,21 +444,42 @@ class _Machine:
             self.cursor_position, self.cursor_state = graph.step + 1, state
             held = self._hold(graph.new_state.values())
             self.stack.append(_Checkpoint(graph.step + 1, state, self._rng(), graph=graph, held=held))
-        elif op is Op.BACKPROP_STEP:
-            gradients.backprop(self._run_with_grad())
-            self.cursor_position = self.cursor_state = None
-        elif op is Op.BACKPROP_INTERNAL:
-            checkpoint = self.stack.pop()
-            gradients.backprop(checkpoint.graph)
         elif op is Op.POP_HIDDEN:
             self.stack.pop()
+        else:
+            raise AssertionError(f"{op} is run by run_backward")
+
+    def _backprop_chain(self, graph: _StepGraph, index: int, gradients: _Gradients) -> int:
+        """Back-propagate ``graph`` together with the stored internal states it is chained
+        to, whose BACKPROP_INTERNAL actions follow at ``index``; returns the next index."""
+        chain, handles = [graph], []
+        actions = self.plan.actions
+        while chain[-1].linked and index < len(actions) and actions[index].op is Op.BACKPROP_INTERNAL:
+            checkpoint = self.stack.pop()
+            if checkpoint.graph is None or checkpoint.graph.step != chain[-1].step - 1:
+                raise RuntimeError(f"plan does not back-propagate the chain of step {chain[-1].step} in order")
+            chain.append(checkpoint.graph)
+            handles.append(checkpoint.held)
+            index += 1
+        gradients.backprop(chain)
+        return index
 
     def run_backward(self, gradients: _Gradients) -> None:
         pending, self.pending = self.pending, None
-        gradients.backprop(pending)
+        index = self._backprop_chain(pending, self.next_action, gradients)
         del pending
-        for action in self.plan.actions[self.next_action :]:
-            self._execute(action, gradients)
+        actions = self.plan.actions
+        while index < len(actions):
+            action = actions[index]
+            if action.op is Op.BACKPROP_STEP:
+                graph = self._run_with_grad()
+                self.cursor_position = self.cursor_state = None
+                index = self._backprop_chain(graph, index + 1, gradients)
+            elif action.op is Op.BACKPROP_INTERNAL:
+                index = self._backprop_chain(self.stack.pop().graph, index + 1, gradients)
+            else:
+                self._execute(action, gradients)
+                index += 1
         self.stack.clear()
 
     def _check_parameters(self, graph: _StepGraph) -> None:
@@ -431,6 +487,7 @@ class _Machine:
         allowed = {id(t) for t in self.params}
         allowed |= {id(v) for v in graph.state_in.values()} | {id(v) for v in graph.x_leaves.values()}
         stop_nodes = {t.grad_fn for t in self.params if t.grad_fn is not None}
+        stop_nodes |= {v.grad_fn for v in graph.state_in.values() if _is_float(v) and v.grad_fn is not None}
         roots = [v for v in list(graph.new_state.values()) + list(graph.outputs.values()) if _is_float(v)]
         frontier = [v.grad_fn for v in roots if v.grad_fn is not None]
         seen = set()
@@ -459,24 +516,29 @@ class _Gradients:
         self.input_grads = {p: None for p in machine.input_grad_paths}
         self.next_step = machine.plan.seq_len - 1
 
-    def backprop(self, graph: _StepGraph) -> None:
-        if graph.step != self.next_step:
-            raise RuntimeError(f"backprop of step {graph.step}, expected {self.next_step}")
-        self.next_step -= 1
+    def backprop(self, chain: list[_StepGraph]) -> None:
+        """Back-propagate consecutive steps ``chain`` (latest first; each but the last
+        reads the next one's output state) in one call."""
+        for graph in chain:
+            if graph.step != self.next_step:
+                raise RuntimeError(f"backprop of step {graph.step}, expected {self.next_step}")
+            self.next_step -= 1
         roots, root_grads = [], []
-        for path, value in graph.outputs.items():
-            grads = self.output_grads.get(path)
-            if grads is not None and value.requires_grad:
-                roots.append(value)
-                root_grads.append(grads[graph.step])
-        for path, value in graph.new_state.items():
+        for graph in chain:
+            for path, value in graph.outputs.items():
+                grads = self.output_grads.get(path)
+                if grads is not None and value.requires_grad:
+                    roots.append(value)
+                    root_grads.append(grads[graph.step])
+        for path, value in chain[0].new_state.items():
             grad = self.state_grads.get(path)
             if grad is not None and isinstance(value, torch.Tensor) and value.requires_grad:
                 roots.append(value)
                 root_grads.append(grad)
-        state_paths = [p for p, v in graph.state_in.items() if _is_float(v)]
-        targets = [graph.state_in[p] for p in state_paths] + list(self.machine.params)
-        targets += [graph.x_leaves[p] for p in self.machine.input_grad_paths]
+        first = chain[-1]
+        state_paths = [p for p, v in first.state_in.items() if _is_float(v) and v.requires_grad]
+        targets = [first.state_in[p] for p in state_paths] + list(self.machine.params)
+        targets += [graph.x_leaves[p] for graph in chain for p in self.machine.input_grad_paths]
         if roots:
             grads = torch.autograd.grad(roots, targets, root_grads, allow_unused=True)
         else:
@@ -489,11 +551,14 @@ class _Gradients:
                     self.param_grads[index] = grad.clone()
                 else:
                     self.param_grads[index].add_(grad)
-        for path, grad in zip(self.machine.input_grad_paths, grads[count + len(self.param_grads) :]):
-            if grad is not None:
-                if self.input_grads[path] is None:
-                    self.input_grads[path] = torch.zeros_like(self.machine.inputs[path])
-                self.input_grads[path][graph.step] = grad
+        input_grads = iter(grads[count + len(self.param_grads) :])
+        for graph in chain:
+            for path in self.machine.input_grad_paths:
+                grad = next(input_grads)
+                if grad is not None:
+                    if self.input_grads[path] is None:
+                        self.input_grads[path] = torch.zeros_like(self.machine.inputs[path])
+                    self.input_grads[path][graph.step] = grad
 
 
 class _UnrollFunction(torch.autograd.Function):

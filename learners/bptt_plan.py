@@ -41,6 +41,11 @@ units (its start included). Three moves are possible at the top of a subsequence
         y + Q(t - y, m - α) + Q(y - 1, m)
     The right part starts from the hidden state inside the stored internal state; giving
     it ``m - α`` units (its start included) charges exactly ``1 + α + (m - α - 1) = m``.
+    With y = 1 the stored step reads the subsequence's start, which is held already, so
+    the tensors the step saves of its input are shared with it: such a *chained* internal
+    state costs ``α₁ <= α`` units (``chained_alpha``; default α). A run of consecutive
+    internal states, as in a segment of plain BPTT, then costs what plain BPTT holds per
+    step rather than a whole standalone internal state each.
 
 Q(t, m) = min over the moves allowed by the mode: HSM uses (a, b), ISM (a, c), MSM (a, b,
 c). Boundary conditions: Q(0, m) = 0 for m >= 1; Q(t, m) = ∞ for m < 1 (no room for the
@@ -51,7 +56,7 @@ closed form of revolve plus t (paper §3.2): with r the least integer where C(m+
 Q(t, m) = t + r·t - C(m+r, m+1); e.g. Q(1000, 10) = 4636, Q(1000, 20) = 3747. The tests
 check the DP against it and against an exhaustive search over all policies.
 
-Tables are computed once per (T, m, α, mode), vectorised over m (O(T²·m) numpy work:
+Tables are computed once per (T, m, α, α₁, mode), vectorised over m (O(T²·m) numpy work:
 about a second for T = 1000, m = 100) and cached.
 """
 
@@ -120,6 +125,7 @@ class Plan:
         mode: ``"hsm"``, ``"ism"`` or ``"msm"``.
         hidden_units: units one stored hidden state costs (1 when units are hidden states).
         internal_units: units one stored internal state costs (α, integer).
+        chained_units: units one chained internal state costs (α₁ <= α; module docstring).
         actions: the schedule; the executor runs it in order.
         cost: forward step evaluations over forward + backward, first pass included.
         peak_units: the most units held at once by stored states (start state included,
@@ -138,6 +144,7 @@ class Plan:
     peak_units: int
     unit_bytes: int | None = None
     working_bytes: int | None = None
+    chained_units: int | None = None
 
     @property
     def memory_slots(self) -> int:
@@ -168,26 +175,21 @@ class Plan:
     def render(self, max_actions: int = 200) -> str:
         """The schedule, one action per line, with the units held after each action."""
         lines = [str(self)]
-        held = self.hidden_units
-        for index, action in enumerate(self.actions):
+        held_after: list[int] = []
+        simulate(self.actions, self.seq_len, self.hidden_units, self.internal_units, self.chained_units, held_after)
+        for index, (action, held) in enumerate(zip(self.actions, held_after)):
             if index == max_actions:
                 lines.append(f"... {len(self.actions) - max_actions} more actions")
                 break
-            if action.op is Op.PUSH_HIDDEN:
-                held += self.hidden_units
-            elif action.op is Op.PUSH_INTERNAL:
-                held += self.internal_units
-            elif action.op is Op.POP_HIDDEN:
-                held -= self.hidden_units
-            elif action.op is Op.BACKPROP_INTERNAL:
-                held -= self.internal_units
             lines.append(f"{index:4d}  {action.describe():<52s} held {held}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return (
             f"Plan(mode={self.mode}, T={self.seq_len}, m={self.memory_units} units, "
-            f"hidden={self.hidden_units}u, internal={self.internal_units}u, cost={self.cost} "
+            f"hidden={self.hidden_units}u, internal={self.internal_units}u"
+            f"{'' if self.chained_units in (None, self.internal_units) else f' (chained {self.chained_units}u)'}, "
+            f"cost={self.cost} "
             f"({self.cost_per_step:.3f}/step), peak={self.peak_units} units)"
         )
 
@@ -198,13 +200,15 @@ class Plan:
 
 @functools.lru_cache(maxsize=32)
 def _tables(
-    seq_len: int, memory_units: int, hidden_units: int, internal_units: int, mode: str
+    seq_len: int, memory_units: int, hidden_units: int, internal_units: int, mode: str,
+    chained_units: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Q[t, m], best move[t, m] and split point y[t, m] for t <= T, m <= M (module docstring).
 
     Vectorised over m and y: row t needs only rows < t.
     """
     T, M, beta, alpha = seq_len, memory_units, hidden_units, internal_units
+    alpha1 = alpha if chained_units is None else chained_units
     Q = np.full((T + 1, M + 1), np.inf)
     move = np.zeros((T + 1, M + 1), dtype=np.int8)
     split = np.zeros((T + 1, M + 1), dtype=np.int32)
@@ -224,10 +228,13 @@ def _tables(
             ):
                 if (kind == _HIDDEN and not use_hidden) or (kind == _INTERNAL and not use_internal):
                     continue
-                if shift > M:
-                    continue
                 candidate = np.full((t - 1, M + 1), np.inf)
-                candidate[:, shift:] = reversed_rows[:, : M + 1 - shift]
+                if shift <= M:
+                    candidate[:, shift:] = reversed_rows[:, : M + 1 - shift]
+                if kind == _INTERNAL and alpha1 != alpha:  # y = 1: a chained internal state
+                    candidate[0] = np.inf
+                    if alpha1 <= M:
+                        candidate[0, alpha1:] = reversed_rows[0, : M + 1 - alpha1]
                 candidate += left
                 candidate += ys[:, None]
                 arg = np.argmin(candidate, axis=0)
@@ -247,11 +254,12 @@ def _tables(
 
 
 def optimal_cost(
-    seq_len: int, memory_slots: int, mode: str = "msm", alpha: float | None = None
+    seq_len: int, memory_slots: int, mode: str = "msm", alpha: float | None = None,
+    chained_alpha: float | None = None,
 ) -> float:
     """Q(T, m) for memory in hidden-state units (∞ if m < 1)."""
     internal_units = _internal_units(mode, alpha)
-    Q, _, _ = _tables(seq_len, memory_slots, 1, internal_units, mode)
+    Q, _, _ = _tables(seq_len, memory_slots, 1, internal_units, mode, _chained_units(internal_units, chained_alpha))
     return float(Q[seq_len, memory_slots])
 
 
@@ -276,7 +284,18 @@ def _internal_units(mode: str, alpha: float | None) -> int:
     return math.ceil(alpha)
 
 
-def plan(seq_len: int, memory_slots: int, mode: str = "msm", alpha: float | None = None) -> Plan:
+def _chained_units(internal_units: int, chained_alpha: float | None) -> int:
+    if chained_alpha is None:
+        return internal_units
+    if not 1 <= chained_alpha:
+        raise ValueError(f"chained_alpha must be >= 1 (a chained internal state holds its output), got {chained_alpha!r}")
+    return min(internal_units, math.ceil(chained_alpha))
+
+
+def plan(
+    seq_len: int, memory_slots: int, mode: str = "msm", alpha: float | None = None,
+    chained_alpha: float | None = None,
+) -> Plan:
     """The cost-optimal policy for ``seq_len`` steps within ``memory_slots`` hidden-state units.
 
     Args:
@@ -286,12 +305,15 @@ def plan(seq_len: int, memory_slots: int, mode: str = "msm", alpha: float | None
             ``"msm"`` (choose at each split).
         alpha: size of an internal state in hidden states (α; rounded up). Required for
             ISM / MSM.
+        chained_alpha: size of an internal state whose input is already held (α₁; rounded
+            up, at most α); default α.
     """
     if seq_len < 1:
         raise ValueError(f"seq_len must be >= 1, got {seq_len}")
     if memory_slots < 1:
         raise ValueError(f"memory_slots must be >= 1 (the initial state), got {memory_slots}")
-    return _plan_in_units(seq_len, memory_slots, 1, _internal_units(mode, alpha), mode)
+    internal_units = _internal_units(mode, alpha)
+    return _plan_in_units(seq_len, memory_slots, 1, internal_units, mode, chained_units=_chained_units(internal_units, chained_alpha))
 
 
 def _plan_in_units(
@@ -302,10 +324,14 @@ def _plan_in_units(
     mode: str,
     unit_bytes: int | None = None,
     working_bytes: int | None = None,
+    chained_units: int | None = None,
 ) -> Plan:
-    Q, move, split = _tables(seq_len, memory_units, hidden_units, internal_units, mode)
-    actions = _compile(seq_len, memory_units, hidden_units, internal_units, move, split)
-    cost, peak = simulate(actions, seq_len, hidden_units, internal_units)
+    chained_units = internal_units if chained_units is None else chained_units
+    Q, move, split = _tables(seq_len, memory_units, hidden_units, internal_units, mode, chained_units)
+    actions = _compile(seq_len, memory_units, hidden_units, internal_units, chained_units, move, split)
+    cost, peak = simulate(actions, seq_len, hidden_units, internal_units, chained_units)
+    if peak > memory_units:
+        raise AssertionError(f"schedule peak {peak} units > memory {memory_units} units")
     if cost != Q[seq_len, memory_units]:
         raise AssertionError(f"schedule cost {cost} != table cost {Q[seq_len, memory_units]}")
     return Plan(
@@ -319,10 +345,11 @@ def _plan_in_units(
         peak_units=peak,
         unit_bytes=unit_bytes,
         working_bytes=working_bytes,
+        chained_units=chained_units,
     )
 
 
-def _compile(T, M, beta, alpha, move, split) -> list[Action]:
+def _compile(T, M, beta, alpha, alpha1, move, split) -> list[Action]:
     """Unfold the choice tables into a flat schedule (iteratively: depth can reach T)."""
     actions: list[Action] = []
     work: list[tuple] = [("solve", 0, T, M)]
@@ -364,18 +391,25 @@ def _compile(T, M, beta, alpha, move, split) -> list[Action]:
             cursor = start + y
             work.append(("solve", start, y - 1, units))
             work.append(("backprop_internal", start + y - 1))
-            work.append(("solve", start + y, length - y, units - alpha))
+            work.append(("solve", start + y, length - y, units - (alpha1 if y == 1 else alpha)))
     return actions
 
 
-def simulate(actions, seq_len: int, hidden_units: int, internal_units: int) -> tuple[int, int]:
+def simulate(
+    actions, seq_len: int, hidden_units: int, internal_units: int, chained_units: int | None = None,
+    held_after: list[int] | None = None,
+) -> tuple[int, int]:
     """Run a schedule symbolically: check it is valid, return (cost, peak units).
 
     Valid means: every step is back-propagated exactly once, in order T-1 .. 0, each from
     a correctly positioned cursor or stored internal state; restores read the top of the
-    stack; the stack is empty (but for the start) at the end.
+    stack; the stack is empty (but for the start) at the end. An internal state stored
+    from the hidden state at the top of the stack is chained (``chained_units``). The
+    units held after each action are appended to ``held_after`` when given.
     """
+    chained_units = internal_units if chained_units is None else chained_units
     stack: list[tuple[str, int]] = [("hidden", 0)]  # (kind, position of its hidden state)
+    sizes: list[int] = [hidden_units]  # units of each stack entry
     held = peak = hidden_units
     cursor: int | None = 0
     frontier = seq_len  # steps >= frontier are back-propagated
@@ -395,12 +429,15 @@ def simulate(actions, seq_len: int, hidden_units: int, internal_units: int) -> t
             if cursor != action.step:
                 raise ValueError(f"store of h_{action.step} with cursor at {cursor}")
             stack.append(("hidden", action.step))
+            sizes.append(hidden_units)
             held += hidden_units
         elif op is Op.PUSH_INTERNAL:
             if cursor != action.step or action.step >= frontier - 1:
                 raise ValueError(f"bad internal store {action} (cursor {cursor})")
+            size = chained_units if stack[-1][1] == action.step else internal_units
             stack.append(("internal", action.step + 1))
-            held += internal_units
+            sizes.append(size)
+            held += size
             cursor = action.step + 1
             cost += 1
         elif op is Op.BACKPROP_STEP:
@@ -413,15 +450,17 @@ def simulate(actions, seq_len: int, hidden_units: int, internal_units: int) -> t
             if stack[-1] != ("internal", action.step + 1) or action.step != frontier - 1:
                 raise ValueError(f"bad internal backprop {action} (stack top {stack[-1]})")
             stack.pop()
-            held -= internal_units
+            held -= sizes.pop()
             frontier -= 1
             cursor = None
         elif op is Op.POP_HIDDEN:
             if stack[-1] != ("hidden", action.step) or len(stack) == 1:
                 raise ValueError(f"bad free {action} (stack top {stack[-1]})")
             stack.pop()
-            held -= hidden_units
+            held -= sizes.pop()
         peak = max(peak, held)
+        if held_after is not None:
+            held_after.append(held)
     if frontier != 0 or len(stack) != 1:
         raise ValueError(f"schedule incomplete: frontier {frontier}, stack {stack}")
     return cost, peak
@@ -464,19 +503,25 @@ def plan_for_budget(
     internal_bytes: int,
     mode: str = "msm",
     max_units: int = 512,
+    *,
+    stored_internal_bytes: int | None = None,
+    chained_internal_bytes: int | None = None,
+    units_per_hidden: int = 2,
 ) -> Plan:
     """The cost-optimal plan whose bytes held for backward stay within ``budget_bytes``.
 
-    The budget covers (i) stored states: hidden states of ``hidden_bytes`` each and
-    internal states of ``internal_bytes + hidden_bytes`` each (the step's saved tensors
-    plus its output state), the initial state included; and (ii) working memory: the
-    cursor's hidden state plus the saved tensors of the step being back-propagated
-    (``hidden_bytes + internal_bytes``). Sizes come from
-    :func:`learners.bptt.measure_step_bytes`.
+    The budget covers (i) stored states: hidden states of ``hidden_bytes`` each, internal
+    states of ``stored_internal_bytes`` each (the step's saved tensors plus its output
+    state; default ``internal_bytes + hidden_bytes``) or ``chained_internal_bytes`` when
+    the step's input is held already (default: ``stored_internal_bytes``), the initial
+    state included; and (ii) working memory: the cursor's hidden state plus the saved
+    tensors of the step being back-propagated (``hidden_bytes + internal_bytes``). Sizes
+    come from :func:`learners.bptt.measure_step_bytes`.
 
-    Memory is discretised in units of one hidden state, or coarser when the budget holds
-    more than ``max_units`` of them (then sizes are rounded *up* to whole units, so the
-    plan stays within budget at some loss of optimality; this bounds the DP's work).
+    Memory is discretised in units of ``1 / units_per_hidden`` hidden state, or coarser
+    when the budget holds more than ``max_units`` of them; sizes are rounded *up* to whole
+    units, so the plan stays within budget at some loss of optimality (coarse units bound
+    the DP's work).
 
     Raises:
         BudgetTooSmallError: if the budget is below :func:`minimum_budget_bytes`.
@@ -484,6 +529,10 @@ def plan_for_budget(
     budget = parse_bytes(budget_bytes)
     if hidden_bytes <= 0 or internal_bytes < 0:
         raise ValueError(f"need hidden_bytes > 0 and internal_bytes >= 0, got {hidden_bytes}, {internal_bytes}")
+    stored = internal_bytes + hidden_bytes if stored_internal_bytes is None else stored_internal_bytes
+    chained = stored if chained_internal_bytes is None else min(chained_internal_bytes, stored)
+    if chained < hidden_bytes:
+        raise ValueError(f"an internal state holds at least its output state: got {chained} < {hidden_bytes} bytes")
     working = hidden_bytes + internal_bytes
     minimum = minimum_budget_bytes(hidden_bytes, internal_bytes)
     if budget < minimum:
@@ -494,13 +543,15 @@ def plan_for_budget(
             minimum,
         )
     available = budget - working
-    unit = max(hidden_bytes, math.ceil(available / max_units))
+    unit = max(math.ceil(hidden_bytes / units_per_hidden), math.ceil(available / max_units))
     hidden_units = math.ceil(hidden_bytes / unit)
-    internal_units = math.ceil((internal_bytes + hidden_bytes) / unit)
+    internal_units = math.ceil(stored / unit)
+    chained_units = math.ceil(chained / unit)
     memory_units = available // unit
     # Beyond full-BPTT memory, more units change nothing: cap them to keep the tables small.
     saturated = hidden_units + (seq_len - 1) * (internal_units if mode != "hsm" else hidden_units)
     memory_units = min(memory_units, saturated)
     return _plan_in_units(
-        seq_len, memory_units, hidden_units, internal_units, mode, unit_bytes=unit, working_bytes=working
+        seq_len, memory_units, hidden_units, internal_units, mode, unit_bytes=unit, working_bytes=working,
+        chained_units=chained_units,
     )

@@ -258,17 +258,23 @@ def test_bytes_held_for_backward_stay_within_budget(mode):
     sizes = measure_step_bytes(step, state0, {"features": inputs["features"][0]}, params)
     assert sizes.hidden_bytes == 2 * 4 * 16 * 4
     assert sizes.internal_bytes > sizes.hidden_bytes
+    assert sizes.chained_internal_bytes < sizes.stored_internal_bytes <= sizes.internal_bytes + sizes.hidden_bytes
     full = run_metered(step, state0, inputs, params, None)
-    # The meter sees plain BPTT's whole graph; one step's measurement bounds a step's share
-    # from above (it also counts its input state, which the previous step may have saved).
-    assert seq_len * (sizes.internal_bytes - sizes.hidden_bytes) <= full <= seq_len * sizes.internal_bytes
+    # Plain BPTT is one standalone step followed by a chain of steps (the parts of the final
+    # state nothing saves are not held).
+    chain = sizes.stored_internal_bytes + (seq_len - 1) * sizes.chained_internal_bytes
+    assert chain - sizes.hidden_bytes <= full <= chain
     minimum = 2 * sizes.hidden_bytes + sizes.internal_bytes
-    for budget in (minimum, minimum + 3 * sizes.hidden_bytes, full // 5, full // 2):
-        unroll_plan = plan_for_budget(seq_len, budget, sizes.hidden_bytes, sizes.internal_bytes, mode=mode)
-        peak = run_metered(step, state0, inputs, params, unroll_plan)
-        assert peak <= budget, (mode, budget, peak, str(unroll_plan))
-        if mode == "hsm":  # tight: the meter sees the checkpoints the plan stores
-            assert peak >= unroll_plan.peak_bytes - 2 * sizes.hidden_bytes
+    conservative = StepBytes(sizes.hidden_bytes, sizes.internal_bytes)  # no chaining discount
+    for budget in (minimum, minimum + 3 * sizes.hidden_bytes, full // 5, full // 3, full // 2):
+        for step_bytes in (sizes, conservative):
+            unroll_plan = make_plan(mode, seq_len, budget, step_bytes)
+            peak = run_metered(step, state0, inputs, params, unroll_plan)
+            assert peak <= budget, (mode, budget, peak, str(unroll_plan))
+            if mode == "hsm":  # tight: the meter sees the checkpoints the plan stores
+                assert peak >= unroll_plan.peak_bytes - 2 * sizes.hidden_bytes
+        if mode != "hsm" and budget >= full // 3:  # chained sizes buy recomputation
+            assert make_plan(mode, seq_len, budget, sizes).cost < make_plan(mode, seq_len, budget, conservative).cost
     with pytest.raises(BudgetTooSmallError, match=str(minimum)):
         plan_for_budget(seq_len, minimum - 1, sizes.hidden_bytes, sizes.internal_bytes, mode=mode)
 
@@ -290,3 +296,27 @@ def test_make_plan_switches_modes():
     assert make_plan("msm", 50, "40kB", sizes).cost == plan_for_budget(50, 40_000, 1000, 3000, "msm").cost
     with pytest.raises(ValueError, match="unroll mode"):
         make_plan("fast", 50, "1MiB", sizes)
+
+
+def test_chained_internal_states_backpropagate_in_one_call(monkeypatch):
+    """With room for every internal state the plan is plain BPTT, one chain: one
+    autograd.grad call for the whole unroll, with plain BPTT's gradients. Chained plans
+    (here with chained_alpha < alpha) keep exact gradients too."""
+    step, state0, inputs, params = make_lstm()
+    ref_loss, ref_grads, *_ = gradients(step, state0, inputs, params, None)
+    calls = []
+    real_grad = torch.autograd.grad
+    monkeypatch.setattr(bptt.torch.autograd, "grad", lambda *a, **k: calls.append(1) or real_grad(*a, **k))
+    whole = plan(T, 1 + (T - 1) * 3, "ism", alpha=3)
+    assert whole.cost == T
+    _, grads, *_ = gradients(step, state0, inputs, params, whole)
+    assert len(calls) == 1
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+    for memory in (6, 10, 16):
+        calls.clear()
+        chained = plan(T, memory, "msm", alpha=3, chained_alpha=2)
+        _, grads, *_, step_calls = gradients(step, state0, inputs, params, chained)
+        assert step_calls == chained.cost and len(calls) < T
+        for got, want in zip(grads, ref_grads):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-10, msg=f"m={memory}")

@@ -14,7 +14,7 @@ from learners import bptt_plan
 from learners.bptt_plan import BudgetTooSmallError, Op, hsm_closed_form, parse_bytes, plan, plan_for_budget
 
 
-def brute_force_cost(seq_len: int, memory: int, mode: str, alpha: int) -> float:
+def brute_force_cost(seq_len: int, memory: int, mode: str, alpha: int, chained_alpha: int | None = None) -> float:
     """Least cost of any policy, by Dijkstra over machine states.
 
     A machine state is (frontier, cursor, stored hidden positions, stored internal steps).
@@ -23,10 +23,19 @@ def brute_force_cost(seq_len: int, memory: int, mode: str, alpha: int) -> float:
     cursor's hidden state (1 unit); compute step `cursor` and store its internal state
     (cost 1, alpha units); back-propagate step frontier-1 from the cursor (cost 1) or
     from its stored internal state (cost 0); free anything stored (cost 0). The memory in
-    use (1 for h_0 + 1 per hidden + alpha per internal) may never exceed `memory`.
+    use (1 for h_0 + 1 per hidden + alpha per internal) may never exceed `memory`; an
+    internal state whose input hidden state is held (h_0, a stored hidden state or the
+    output of another stored internal state) costs `chained_alpha` instead, re-evaluated
+    in every machine state (freeing its input makes it cost alpha again).
     Nothing here mirrors the DP's recursion: freeing order and split structure are free.
     """
+    chained_alpha = alpha if chained_alpha is None else chained_alpha
     allow_hidden = mode in ("hsm", "msm")
+
+    def units(hidden, internal) -> int:
+        held = {0} | hidden | {step + 1 for step in internal}
+        return 1 + len(hidden) + sum(chained_alpha if step in held else alpha for step in internal)
+
     allow_internal = mode in ("ism", "msm")
     start = (seq_len, 0, frozenset(), frozenset())
     best = {start: 0}
@@ -39,7 +48,7 @@ def brute_force_cost(seq_len: int, memory: int, mode: str, alpha: int) -> float:
         frontier, cursor, hidden, internal = node
         if frontier == 0:
             return cost
-        used = 1 + len(hidden) + alpha * len(internal)
+        used = units(hidden, internal)
         moves = []
         for position in {0} | hidden | {step + 1 for step in internal}:
             moves.append((0, (frontier, position, hidden, internal)))
@@ -48,16 +57,18 @@ def brute_force_cost(seq_len: int, memory: int, mode: str, alpha: int) -> float:
                 moves.append((1, (frontier, cursor + 1, hidden, internal)))
             if allow_hidden and cursor not in hidden and cursor != 0 and used + 1 <= memory:
                 moves.append((0, (frontier, cursor, hidden | {cursor}, internal)))
-            if allow_internal and cursor < frontier - 1 and cursor not in internal and used + alpha <= memory:
+            if allow_internal and cursor < frontier - 1 and cursor not in internal and units(hidden, internal | {cursor}) <= memory:
                 moves.append((1, (frontier, cursor + 1, hidden, internal | {cursor})))
             if cursor == frontier - 1:
                 moves.append((1, (frontier - 1, None, hidden, internal)))
         if frontier - 1 in internal:
             moves.append((0, (frontier - 1, None, hidden, internal - {frontier - 1})))
         for position in hidden:
-            moves.append((0, (frontier, cursor, hidden - {position}, internal)))
+            if units(hidden - {position}, internal) <= memory:
+                moves.append((0, (frontier, cursor, hidden - {position}, internal)))
         for step in internal:
-            moves.append((0, (frontier, cursor, hidden, internal - {step})))
+            if units(hidden, internal - {step}) <= memory:
+                moves.append((0, (frontier, cursor, hidden, internal - {step})))
         for step_cost, successor in moves:
             new_cost = cost + step_cost
             if new_cost < best.get(successor, float("inf")):
@@ -76,6 +87,20 @@ def test_dp_equals_exhaustive_search_over_policies(mode, alpha):
             expected = brute_force_cost(seq_len, memory, mode, alpha)
             got = plan(seq_len, memory, mode, alpha=alpha).cost
             assert got == expected, (mode, alpha, seq_len, memory)
+
+
+@pytest.mark.parametrize("mode,alpha,chained_alpha", [("ism", 2, 1), ("ism", 3, 2), ("msm", 3, 1), ("msm", 3, 2), ("msm", 4, 2)])
+def test_dp_with_chained_internal_states_equals_exhaustive_search(mode, alpha, chained_alpha):
+    for seq_len in range(1, 7):
+        for memory in range(1, 9):
+            expected = brute_force_cost(seq_len, memory, mode, alpha, chained_alpha)
+            p = plan(seq_len, memory, mode, alpha=alpha, chained_alpha=chained_alpha)
+            assert p.cost == expected, (mode, alpha, chained_alpha, seq_len, memory)
+            assert p.peak_units <= memory
+    # Chaining pays: with room for a chain but not for standalone internal states, plain
+    # BPTT's cost is reached only with the chained size.
+    assert plan(20, 1 + 19 * 2, "msm", alpha=3, chained_alpha=2).cost == 20
+    assert plan(20, 1 + 19 * 2, "msm", alpha=3).cost > 20
 
 
 @pytest.mark.parametrize("memory", [1, 2, 5, 10, 20])
@@ -154,7 +179,9 @@ def test_plan_for_budget_fits_and_reports_minimum():
     hidden, internal = 1000, 3500
     p = plan_for_budget(200, "40000", hidden, internal, mode="msm")
     assert p.peak_bytes <= 40000
-    assert p.cost == plan(200, (40000 - hidden - internal) // hidden, "msm", alpha=4.5).cost
+    coarse_units = plan_for_budget(200, "40000", hidden, internal, mode="msm", units_per_hidden=1)
+    assert coarse_units.cost == plan(200, (40000 - hidden - internal) // hidden, "msm", alpha=4.5).cost
+    assert p.cost <= coarse_units.cost  # half-hidden units charge alpha = 4.5 exactly
     with pytest.raises(BudgetTooSmallError) as error:
         plan_for_budget(200, 2 * hidden + internal - 1, hidden, internal)
     assert error.value.minimum_bytes == 2 * hidden + internal

@@ -74,3 +74,40 @@ def test_trainer_runs_and_reports_metrics(core_name):
     assert [s for s, _ in logged] == [2, 4]
     assert set(metrics) >= {"loss", "bits_error", "level"} and np.isfinite(metrics["loss"])
     assert torch.isfinite(next(core.parameters()).grad).all()
+
+
+def test_generalisation_evaluation_counts_wrong_bits_against_the_targets():
+    """A readout that always predicts 0 gets exactly the targets' 1-bits wrong, counted
+    independently from the same sequences."""
+    import torch
+    from torch import nn
+
+    from agents.lstm_core import LSTMCore
+    from learners.memory_task_trainer import evaluate_levels_of
+
+    class AlwaysZero(nn.Module):
+        def forward(self, features):
+            return torch.full((features.shape[0], task.target_size), -5.0)
+
+    task = AssociativeRecallTask(bits=4)
+    core = LSTMCore(task.input_size, 8)
+    results = evaluate_levels_of(task, core, AlwaysZero(), [3, 5], 10, np.random.default_rng(7), batch_size=4)
+    rng = np.random.default_rng(7)
+    for level in (3, 5):
+        ones = []
+        for count in (4, 4, 2):
+            batch = task.sample(rng, [level] * count)
+            ones += list((batch.targets.sum(-1) * batch.mask).sum(0))
+        assert results[f"eval/bits_error_L{level}"] == pytest.approx(np.mean(ones))
+        assert results[f"eval/solved_L{level}"] == pytest.approx(np.mean([n == 0 for n in ones]))
+
+
+def test_trainer_stops_at_its_time_limit_and_evaluates_at_the_end():
+    from agents.lstm_core import LSTMCore
+    from learners.memory_task_trainer import train_memory_task
+
+    task = CopyTask(bits=4)
+    metrics = train_memory_task(task=task, core=LSTMCore(task.input_size, 8), steps=10_000, batch_size=2,
+                                seed=0, time_limit_s=0.0, evaluate_levels=(2,), evaluate_sequences=4)
+    assert metrics["updates"] == 1
+    assert {"eval/bits_error_L2", "eval/solved_L2"} <= set(metrics)

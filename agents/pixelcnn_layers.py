@@ -110,6 +110,7 @@ class MaskedConv2d(nn.Module):
         if mask.shape != self.weight.shape:
             raise ValueError(f"mask shape {tuple(mask.shape)} != weight shape {tuple(self.weight.shape)}")
         self.register_buffer("mask", mask)
+        self.masked = not bool(mask.all())  # an all-ones mask (mask B with one image channel) is skipped
         self.padding = padding
         self.crop_last_row = crop_last_row
         # Kaiming-uniform on the visible fan-in (masked taps do not count).
@@ -120,7 +121,10 @@ class MaskedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``[B, in, H, W]`` -> ``[B, out, H, W]``."""
-        y = F.conv2d(F.pad(x, self.padding), self.weight * self.mask, self.bias)
+        weight = self.weight * self.mask if self.masked else self.weight
+        if any(self.padding):
+            x = F.pad(x, self.padding)
+        y = F.conv2d(x, weight, self.bias)
         if self.crop_last_row:
             y = y[:, :, :-1, :]
         return y

@@ -18,6 +18,13 @@ BENCHMARKS = {
 }
 
 
+def _levels(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 8,16,32, got {text!r}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="engram", description="Distributed RL for agents with long memories.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -36,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes to play (default 10)")
     evaluate.add_argument("--video", metavar="PATH", help="write the first episode as a video (.mp4 or .gif)")
     evaluate.add_argument("--seed", type=int, default=12345, help="environment seed")
+    evaluate.add_argument("--levels", type=_levels, metavar="N,N,...",
+                          help="memory_task checkpoints: the levels to test generalisation at (e.g. 8,16,32)")
+    evaluate.add_argument("--sequences", type=int, default=64,
+                          help="memory_task checkpoints: fresh sequences per level (default 64)")
 
     bench = commands.add_parser("bench", help="run a benchmark (prints a table, writes JSON)")
     bench.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
@@ -58,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "eval":
             from engram.evaluate import evaluate
 
-            evaluate(args.checkpoint, episodes=args.episodes, video=args.video, seed=args.seed)
+            evaluate(args.checkpoint, episodes=args.episodes, video=args.video, seed=args.seed,
+                     levels=args.levels, sequences=args.sequences)
             return 0
         if args.command == "bench":
             import importlib

@@ -57,8 +57,8 @@ class VideoError(ConfigError):
 
 
 # --- checkpoint -------------------------------------------------------------------------
-def _load_policy_checkpoint(path: str | Path) -> tuple[Config, dict[str, torch.Tensor]]:
-    """The checkpoint's config and agent weights; :class:`CheckpointError` if unusable."""
+def _load_payload(path: str | Path) -> tuple[Config, dict]:
+    """The checkpoint's config and whole payload; :class:`CheckpointError` if unusable."""
     try:
         payload = load_checkpoint(path)
     except CheckpointError:
@@ -67,16 +67,20 @@ def _load_policy_checkpoint(path: str | Path) -> tuple[Config, dict[str, torch.T
         raise CheckpointError(f"checkpoint {str(path)!r} is unreadable: {error}") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict):
         raise CheckpointError(f"checkpoint {str(path)!r} holds no engram config (is it an engram ckpt-*.pt file?)")
-    config = from_dict(payload["config"])
+    return from_dict(payload["config"]), payload
+
+
+def _policy_weights(config: Config, payload: dict, path: str | Path) -> dict[str, torch.Tensor]:
+    """The agent weights of an RL checkpoint's payload; :class:`CheckpointError` if absent."""
     if config.run.kind == "memory_task":
         raise CheckpointError(
             f"checkpoint {str(path)!r} is from a run.kind: memory_task run (a core trained on "
-            f"{config.memory_task.task}, with no policy or env); engram eval plays run.kind: rl checkpoints"
+            f"{config.memory_task.task}, with no policy or env); it has no episodes to play"
         )
     learner_state = payload.get("learner")
     if not isinstance(learner_state, dict) or not isinstance(learner_state.get("agent"), dict):
         raise CheckpointError(f"checkpoint {str(path)!r} has no learner.agent weights")
-    return config, learner_state["agent"]
+    return learner_state["agent"]
 
 
 # --- video ------------------------------------------------------------------------------
@@ -319,8 +323,14 @@ def evaluate(
     max_steps: int = DEFAULT_MAX_STEPS,
     max_video_frames: int = DEFAULT_MAX_VIDEO_FRAMES,
     verbose: bool = True,
+    levels: list[int] | None = None,
+    sequences: int = 64,
 ) -> dict[str, Any]:
     """Play ``episodes`` whole episodes with the checkpoint's agent and report their returns.
+
+    A ``run.kind: memory_task`` checkpoint is evaluated on fresh sequences instead: at
+    ``levels`` (default: its config's ``evaluate_levels``), ``sequences`` each, see
+    :func:`engram.memory_task.evaluate_memory_task`.
 
     Args:
         checkpoint: a ``ckpt-*.pt`` written by ``engram train`` (a ``run.kind: rl`` run).
@@ -341,11 +351,21 @@ def evaluate(
         CheckpointError: missing, unreadable or non-RL checkpoint, or weights that do not fit.
         ConfigError: the stored config no longer validates; :class:`VideoError` for a bad video.
     """
+    config, payload = _load_payload(checkpoint)
+    if config.run.kind == "memory_task":
+        from engram.memory_task import evaluate_memory_task
+
+        if video is not None:
+            raise VideoError("--video: a memory_task checkpoint has no episodes to record")
+        return evaluate_memory_task(config, payload, str(checkpoint), levels=levels, sequences=sequences,
+                                    seed=seed, verbose=verbose)
+    if levels is not None:
+        raise ConfigError("--levels is for run.kind: memory_task checkpoints")
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
     if max_steps < 1:
         raise ConfigError(f"max_steps must be at least 1, got {max_steps}")
-    config, agent_weights = _load_policy_checkpoint(checkpoint)
+    agent_weights = _policy_weights(config, payload, checkpoint)
     env_kind = config.env.kind
     recorder = None
     if video is not None:

@@ -13,7 +13,7 @@ from engram.checkpoint import Checkpointer
 from engram.config import Config
 from engram.telemetry import Telemetry
 from envs.memory_tasks import Curriculum, make_task
-from learners.memory_task_trainer import train_memory_task
+from learners.memory_task_trainer import evaluate_levels_of, train_memory_task
 
 
 def run_memory_task(config: Config, directory: Path) -> dict:
@@ -68,3 +68,49 @@ def run_memory_task(config: Config, directory: Path) -> dict:
         result.get("updates", settings.updates),
     )
     return result
+
+
+def evaluate_memory_task(
+    config: Config, payload: dict, path: str, *, levels: list[int] | None, sequences: int, seed: int,
+    verbose: bool = True,
+) -> dict:
+    """Generalisation of a memory-task checkpoint: the share of fresh sequences of each
+    level solved without a wrong bit, and the wrong bits per sequence.
+
+    ``levels`` default to the config's ``memory_task.evaluate_levels``, else its curriculum
+    maximum. Raises :class:`engram.checkpoint.CheckpointError` when the checkpoint lacks
+    the core or readout weights, or they do not fit the config.
+    """
+    from engram.checkpoint import CheckpointError
+
+    settings = config.memory_task
+    if not isinstance(payload.get("core"), dict) or not isinstance(payload.get("readout"), dict):
+        raise CheckpointError(
+            f"checkpoint {path!r} is from a run.kind: memory_task run but holds no core and readout weights "
+            "(runs before the readout was saved cannot be evaluated; train again)"
+        )
+    levels = list(levels or settings.evaluate_levels or [settings.curriculum_maximum])
+    if sequences < 1 or any(level < 1 for level in levels):
+        from engram.config import ConfigError
+
+        raise ConfigError(f"need --sequences >= 1 and levels >= 1, got {sequences} and {levels}")
+    task = make_task(settings.task, **settings.task_options())
+    core = core_factory(config.agent.core, task.target_size, config.agent.core_options())(task.input_size)
+    readout = torch.nn.Linear(core.output_size, task.target_size)
+    try:
+        core.load_state_dict(payload["core"])
+        readout.load_state_dict(payload["readout"])
+    except RuntimeError as error:
+        raise CheckpointError(f"checkpoint {path!r}: weights do not fit its config: {error}") from None
+    core.eval()
+    import numpy as np
+
+    results = evaluate_levels_of(task, core, readout, levels, sequences, np.random.default_rng(seed))
+    if verbose:
+        print(f"{settings.task} with {config.agent.core}, {sequences} fresh sequences per level (seed {seed})")
+        print(f"{'level':>6s} {'solved':>7s} {'wrong bits/seq':>15s}")
+        for level in levels:
+            print(f"{level:>6d} {results[f'eval/solved_L{level}']:>7.2f} {results[f'eval/bits_error_L{level}']:>15.3f}")
+    return {"task": settings.task, "core": config.agent.core, "sequences": sequences, "seed": seed,
+            "levels": {level: {"solved": results[f"eval/solved_L{level}"],
+                               "bits_error": results[f"eval/bits_error_L{level}"]} for level in levels}}

@@ -321,11 +321,13 @@ class PseudoCountBonus:
     # ----------------------------------------------------------------- training
     def _make_optimizer(self) -> torch.optim.Optimizer:
         config, params = self.config, self.model.parameters()
+        # foreach: one multi-tensor kernel per update rule instead of a loop over parameters
+        # (the batch-size-1 steps of per-frame training are dominated by such overheads).
         if config.optimizer == "rmsprop":
-            return torch.optim.RMSprop(params, lr=config.lr, alpha=config.rmsprop_alpha, eps=config.eps)
+            return torch.optim.RMSprop(params, lr=config.lr, alpha=config.rmsprop_alpha, eps=config.eps, foreach=True)
         if config.optimizer == "adam":
-            return torch.optim.Adam(params, lr=config.lr, eps=config.eps)
-        return torch.optim.SGD(params, lr=config.lr)
+            return torch.optim.Adam(params, lr=config.lr, eps=config.eps, foreach=True)
+        return torch.optim.SGD(params, lr=config.lr, foreach=True)
 
     def _step_on(self, x: torch.Tensor) -> torch.Tensor:
         """One optimiser step on -log ρ(x); returns log ρ(x) before the step ``[N]`` (detached)."""

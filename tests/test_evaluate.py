@@ -14,7 +14,7 @@ import torch
 from engram import build
 from engram.checkpoint import CheckpointError, Checkpointer
 from engram.cli import main
-from engram.config import load_config
+from engram.config import ConfigError, load_config
 from engram.evaluate import VideoError, evaluate, observation_to_frame
 from envs.memory_cue import MemoryCueVectorEnv
 
@@ -165,7 +165,7 @@ def test_cli_corrupt_checkpoint_exits_2(tmp_path, smoke_checkpoint, capsys):
     assert "unreadable" in err and str(corrupt) in err
 
 
-def test_memory_task_checkpoint_is_refused_clearly(tmp_path, smoke_config, capsys):
+def test_memory_task_checkpoint_without_readout_is_refused_clearly(tmp_path, smoke_config, capsys):
     tree = smoke_config.model_dump(mode="json")
     tree["run"]["kind"] = "memory_task"
     path = Checkpointer(tmp_path).save({"format": 1, "config": tree, "core": {}, "result": {}}, 5)
@@ -173,6 +173,43 @@ def test_memory_task_checkpoint_is_refused_clearly(tmp_path, smoke_config, capsy
         evaluate(path, verbose=False)
     assert main(["eval", str(path)]) == 2
     assert "memory_task" in capsys.readouterr().err
+
+
+def test_memory_task_checkpoint_is_evaluated_at_the_asked_levels(tmp_path, capsys):
+    """A trained copy-task checkpoint is rebuilt and scored on fresh sequences; the scores
+    equal an independent evaluation of the same weights on the same sequences."""
+    import numpy as np
+
+    from agents.registry import core_factory
+    from envs.memory_tasks import make_task
+    from learners.memory_task_trainer import evaluate_levels_of
+
+    config = load_config("configs/copy_sam.yaml", [
+        "agent.core=lstm", "agent.memory.hidden_size=8", "memory_task.updates=3", "memory_task.batch_size=2",
+        "telemetry.console=false",
+    ])
+    from engram.train import train
+
+    run = train(config, tmp_path / "copy")
+    path = sorted((run / "checkpoints").glob("ckpt-*.pt"))[-1]
+    result = evaluate(path, levels=[2, 5], sequences=6, seed=3, verbose=False)
+    payload = torch.load(path, weights_only=False)
+    task = make_task("copy", bits=6)
+    core = core_factory("lstm", task.target_size, config.agent.core_options())(task.input_size)
+    core.load_state_dict(payload["core"])
+    readout = torch.nn.Linear(core.output_size, task.target_size)
+    readout.load_state_dict(payload["readout"])
+    expected = evaluate_levels_of(task, core, readout, [2, 5], 6, np.random.default_rng(3))
+    for level in (2, 5):
+        assert result["levels"][level]["solved"] == expected[f"eval/solved_L{level}"]
+        assert result["levels"][level]["bits_error"] == expected[f"eval/bits_error_L{level}"]
+    assert main(["eval", str(path), "--levels", "2,3", "--sequences", "4"]) == 0
+    assert "wrong bits/seq" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:  # argparse's usage error
+        main(["eval", str(path), "--levels", "2,x"])
+    assert exit_info.value.code == 2 and "comma-separated" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--video"):
+        evaluate(path, video=tmp_path / "v.gif")
 
 
 def test_weights_that_do_not_fit_the_config_are_refused(tmp_path, smoke_config):

@@ -54,8 +54,13 @@ Decisions taken here where the paper leaves room (or where it could not be check
   so a plan that is followed to its end forces a re-plan instead of committing forever.
 * The initial commitment plan is ``[1, 0, …, 0]``, so the first step of an episode re-plans.
 * e (``commitment_scale``) is a fixed constant (default 40, **check** against the paper); b
-  is a learned scalar initialised to ``commitment_bias_init`` (−5: before training, a spike
-  whose centre sits half a plan ahead and re-planning elsewhere is rare).
+  is a learned scalar initialised to ``commitment_bias_init`` (0: before training about one
+  step in two re-plans, and the commitment cost teaches the plan to commit). With −5, which
+  commits about 10 steps at a time from the start, STRAW did not learn the maze in 3M steps.
+* ``isolate_commitment`` (default on): the commitment head reads the planner's features
+  detached, so the straight-through and commitment-cost gradients, amplified by e, train
+  only that head and b. Without it the shared planner learned far slower on the maze
+  (benchmarks/RESULTS.md, "STRAW on the maze").
 * Plan length and patch size default to T = 20, K = 10 (a public re-implementation used these;
   the paper's values could not be read here).
 """
@@ -129,10 +134,10 @@ class StrawCore(RecurrentCore):
         variant: str = "straw",
         latent_size: int = 64,
         commitment_scale: float = 40.0,
-        commitment_bias_init: float = -5.0,
+        commitment_bias_init: float = 0.0,
         value_row: bool = False,
         plan_telemetry: bool = False,
-        isolate_commitment: bool = False,
+        isolate_commitment: bool = True,
     ):
         super().__init__()
         if variant not in VARIANTS:

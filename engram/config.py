@@ -94,11 +94,13 @@ class StrawConfig(Section):
     hidden_size: int = Field(256, gt=0, description="Planner feature size.")
     latent_size: int = Field(64, gt=0, description="STRAWe's Gaussian latent size.")
     commitment_scale: float = Field(40.0, gt=0, description="e: scale of the commitment spike.")
-    commitment_bias_init: float = Field(-5.0, description="b at initialisation (sets the starting re-plan rate).")
+    commitment_bias_init: float = Field(
+        0.0, description="b at initialisation (sets the starting re-plan rate: 0 gives about 1 in 2)."
+    )
     value_row: bool = Field(False, description="Add the paper's extra value row to the plan.")
     plan_telemetry: bool = Field(False, description="Send plans to the learner for the TensorBoard plan image.")
     isolate_commitment: bool = Field(
-        False, description="The commitment head reads the planner's features detached: its gradients never reach the planner."
+        True, description="The commitment head reads the planner's features detached: its gradients never reach the planner."
     )
     commitment_cost: float = Field(1e-3, ge=0, description="λ: weight of the commitment cost c_t[0].")
     kl_cost: float = Field(1e-4, ge=0, description="α: weight of STRAWe's KL, charged on re-planning steps.")

@@ -17,13 +17,20 @@ uses the re-entrant ``torch.utils.checkpoint`` because the non-reentrant one ins
 own saved-tensor hooks, which would hide its tensors from the meter; for the re-entrant
 one ``state0`` requires grad (otherwise the first segment gets no parameter gradients).
 
+Every plan row also gives the planner's lower bound on the evaluations of *any* policy
+within its memory (``learners.bptt_plan.cost_lower_bound``). A forward pass without grad
+is timed too: with the bound it caps what any policy could gain over √T checkpointing at
+that method's memory. ``--sqrt-pairs N`` then times N back-to-back pairs of √T
+checkpointing and MSM at √T's memory, without the meter, and reports how many MSM won,
+the median time ratio and a sign test.
+
 Time = forward + backward, best of ``--repeats``, as wall-clock and as process CPU time,
 torch limited to ``--threads`` threads (default 1: the benchmark machine is shared). On a
 shared machine wall-clock mostly measures the neighbours, so the plot and the headline use
 CPU time (with one thread it is the compute time). Timings are reported, never asserted;
 ratios are against full BPTT in the same run.
 
-    python -m benchmarks.bptt [--quick] [--json PATH] [--png PATH]
+    python -m benchmarks.bptt [--quick] [--json PATH] [--png PATH] [--sqrt-pairs N]
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import argparse
 import json
 import math
 import platform
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -40,6 +48,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from learners import bptt
+from learners.bptt_plan import cost_lower_bound
 
 
 @dataclass
@@ -52,6 +61,7 @@ class Setup:
     budget_fractions: tuple[float, ...] = (0.02, 0.05, 0.10, 0.20)
     modes: tuple[str, ...] = ("hsm", "ism", "msm")
     repeats: int = 5
+    sqrt_pairs: int = 0
     threads: int = 1
     seed: int = 0
 
@@ -68,6 +78,7 @@ class Row:
     seconds: float
     cpu_seconds: float
     plan_cost: int | None = None
+    cost_lower_bound: int | None = None  # fewest evaluations any policy within the budget needs
     plan_seconds: float | None = None
     memory_ratio: float = 0.0
     time_ratio: float = 0.0
@@ -120,6 +131,36 @@ def _segment_checkpointed_outputs(problem: LSTMProblem, state0, segment: int) ->
         h, c, ys = checkpoint(run_segment, h, c, features[start : start + segment], use_reentrant=True)
         outputs.append(ys)
     return torch.cat(outputs)
+
+
+def _forward_without_grad_cpu_seconds(problem: LSTMProblem) -> float:
+    """CPU seconds of T steps run without grad: the price of one extra forward pass."""
+    features = problem.inputs["features"]
+    started = time.process_time()
+    with torch.no_grad():
+        state = problem.state0()
+        for x_t in features:
+            state, _ = problem.step(state, {"features": x_t})
+    return time.process_time() - started
+
+
+def _timed_pair(problem: LSTMProblem, first, second) -> tuple[float, float]:
+    """CPU seconds of forward + backward of two methods, back to back, without a meter."""
+    times = []
+    for run in (first, second):
+        for p in problem.parameters:
+            p.grad = None
+        started = time.process_time()
+        problem.loss(run(None)).backward()
+        times.append(time.process_time() - started)
+    return times[0], times[1]
+
+
+def sign_test_p_value(wins: int, trials: int) -> float:
+    """Two-sided sign test: chance of a split at least this uneven if both were equally fast."""
+    extreme = max(wins, trials - wins)
+    tail = sum(math.comb(trials, k) for k in range(extreme, trials + 1)) / 2**trials
+    return min(1.0, 2 * tail)
 
 
 def _measure_once(problem: LSTMProblem, run) -> tuple[int, float, float]:
@@ -199,26 +240,47 @@ def run_benchmark(setup: Setup, log=print) -> dict:
                 )
                 return outputs["y"]
 
-            first(Row(mode.upper(), fraction, budget, 0, 0.0, 0.0, unroll_plan.cost, plan_seconds), run)
+            # Counted in bytes, the start state left out: a bound for any policy, however it rounds.
+            bound = cost_lower_bound(T, budget, 0, sizes.chained_internal_bytes)
+            first(Row(mode.upper(), fraction, budget, 0, 0.0, 0.0, unroll_plan.cost, bound, plan_seconds), run)
             log(
                 f"{mode} budget {fraction:.3f}: {rows[-1].peak_bytes / 2**20:.1f} MiB, "
                 f"cost {unroll_plan.cost / T:.3f}/step (planned in {plan_seconds:.2f} s)"
             )
 
+    no_grad_forward = [_forward_without_grad_cpu_seconds(problem)]
     for repeat in range(1, setup.repeats):
         for row, run in zip(rows, runs):
             peak, seconds, cpu = _measure_once(problem, run)
             row.peak_bytes = max(row.peak_bytes, peak)
             row.seconds, row.cpu_seconds = min(row.seconds, seconds), min(row.cpu_seconds, cpu)
             row.cpu_seconds_each.append(cpu)
+        no_grad_forward.append(_forward_without_grad_cpu_seconds(problem))
         log(f"repeat {repeat + 1} of {setup.repeats} done")
+
+    pairs = []
+    if setup.sqrt_pairs:
+        sqrt_run = runs[1]
+        msm_run = next((run for row, run in zip(rows, runs) if row.method == "MSM" and row.budget_bytes == sqrt_peak), None)
+        if msm_run is None:
+            log("no MSM plan at the √T baseline's memory: --sqrt-pairs skipped")
+        for index in range(setup.sqrt_pairs if msm_run is not None else 0):
+            # Alternate which goes first, so that neither always runs on a warmer cache.
+            if index % 2:
+                msm_seconds, sqrt_seconds = _timed_pair(problem, msm_run, sqrt_run)
+            else:
+                sqrt_seconds, msm_seconds = _timed_pair(problem, sqrt_run, msm_run)
+            pairs.append((msm_seconds, sqrt_seconds))
+        log(f"{len(pairs)} √T / MSM pairs done")
 
     for row in rows:
         row.memory_ratio = row.peak_bytes / full_row.peak_bytes
         row.time_ratio = row.seconds / full_row.seconds
         row.cpu_ratio = row.cpu_seconds / full_row.cpu_seconds
     return {
-        "headline": _headline(rows, sqrt_peak),
+        "headline": _headline(rows, sqrt_peak, T, min(no_grad_forward), pairs),
+        "forward_without_grad_cpu_seconds": min(no_grad_forward),
+        "sqrt_pairs_cpu_seconds": [{"msm": m, "sqrt": b} for m, b in pairs],
         "setup": asdict(setup),
         "hidden_bytes": sizes.hidden_bytes,
         "internal_bytes": sizes.internal_bytes,
@@ -231,7 +293,9 @@ def run_benchmark(setup: Setup, log=print) -> dict:
     }
 
 
-def _headline(rows: list[Row], sqrt_peak: int) -> dict:
+def _headline(
+    rows: list[Row], sqrt_peak: int, seq_len: int, no_grad_forward_seconds: float, pairs: list[tuple[float, float]]
+) -> dict:
     """The paper's claim in our terms: MSM at <= 5% memory, and MSM at the √T baseline's memory."""
     small = [r for r in rows if r.method == "MSM" and r.memory_ratio <= 0.05]
     at_sqrt = [r for r in rows if r.method == "MSM" and r.budget_bytes == sqrt_peak]
@@ -249,6 +313,22 @@ def _headline(rows: list[Row], sqrt_peak: int) -> dict:
             msm_at_sqrt_memory_forward_evaluations_ratio=msm.plan_cost / baseline.plan_cost,
             # Same round of the round-robin, so both saw the same neighbours.
             msm_at_sqrt_memory_faster_in_repeats=f"{sum(m < b for m, b in paired)} of {len(paired)}",
+            # No policy within this memory evaluates fewer steps (learners.bptt_plan.cost_lower_bound).
+            any_policy_at_sqrt_memory_forward_evaluations_ratio=msm.cost_lower_bound / baseline.plan_cost,
+            # ... so none saves more than this share of √T's time: the evaluations it could
+            # skip, priced as forward steps without grad.
+            any_policy_at_sqrt_memory_max_time_saving=(
+                (baseline.plan_cost - msm.cost_lower_bound) * (no_grad_forward_seconds / seq_len) / baseline.cpu_seconds
+            ),
+        )
+    if pairs:
+        ratios = [m / b for m, b in pairs]
+        wins = sum(m < b for m, b in pairs)
+        headline.update(
+            sqrt_pairs=len(pairs),
+            sqrt_pairs_msm_faster=wins,
+            sqrt_pairs_median_time_ratio=statistics.median(ratios),
+            sqrt_pairs_sign_test_p=sign_test_p_value(wins, len(pairs)),
         )
     return headline
 
@@ -257,14 +337,16 @@ def format_table(result: dict) -> str:
     T = result["setup"]["seq_len"]
     lines = [
         f"{'method':<22s} {'budget':>7s} {'peak MiB':>9s} {'mem/full':>9s} {'wall s':>7s} {'wall/full':>9s} "
-        f"{'CPU s':>7s} {'CPU/full':>8s} {'fwd/step':>8s}",
+        f"{'CPU s':>7s} {'CPU/full':>8s} {'fwd/step':>8s} {'least/step':>10s}",
     ]
     for row in result["rows"]:
         budget = "" if row["budget_fraction"] is None or row["budget_bytes"] is None else f"{row['budget_fraction']:.3f}"
         cost = "" if row["plan_cost"] is None else f"{row['plan_cost'] / T:.3f}"
+        least = "" if row.get("cost_lower_bound") is None else f"{row['cost_lower_bound'] / T:.3f}"
         lines.append(
             f"{row['method']:<22s} {budget:>7s} {row['peak_bytes'] / 2**20:9.2f} {row['memory_ratio']:9.3f} "
-            f"{row['seconds']:7.2f} {row['time_ratio']:9.2f} {row['cpu_seconds']:7.2f} {row['cpu_ratio']:8.2f} {cost:>8s}"
+            f"{row['seconds']:7.2f} {row['time_ratio']:9.2f} {row['cpu_seconds']:7.2f} {row['cpu_ratio']:8.2f} {cost:>8s} "
+            f"{least:>10s}"
         )
     return "\n".join(lines)
 
@@ -303,11 +385,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--png", metavar="PATH", help="write a memory-vs-time plot")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--repeats", type=int, default=None, help="timing repeats (best is kept)")
+    parser.add_argument(
+        "--sqrt-pairs", type=int, default=0, metavar="N",
+        help="then time N back-to-back pairs of √T checkpointing and MSM at its memory (default 0)",
+    )
     args = parser.parse_args(argv)
     setup = Setup(**QUICK, repeats=2) if args.quick else Setup()
     setup.threads = args.threads
     if args.repeats is not None:
         setup.repeats = args.repeats
+    setup.sqrt_pairs = args.sqrt_pairs
     result = run_benchmark(setup)
     print(format_table(result))
     print("headline (CPU-time ratios vs full BPTT):", json.dumps(result["headline"]))

@@ -57,7 +57,7 @@ from __future__ import annotations
 import inspect
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -84,7 +84,7 @@ Path = tuple[str, ...]
 def _flatten(tree: Mapping, prefix: Path = ()) -> dict[Path, Any]:
     flat: dict[Path, Any] = {}
     for key, value in tree.items():
-        if isinstance(value, Mapping):
+        if not isinstance(value, torch.Tensor) and isinstance(value, Mapping):
             flat.update(_flatten(value, prefix + (key,)))
         else:
             flat[prefix + (key,)] = value
@@ -313,13 +313,41 @@ class _StepGraph:
     linked: bool = False  # state_in is the previous step's graph output (not a detached leaf)
 
 
-@dataclass
 class _Checkpoint:
-    position: int  # the hidden state s_position this entry provides
-    state: dict[Path, Any]  # detached
-    rng: Any
-    graph: _StepGraph | None = None  # set for a stored internal state of step position-1
-    held: list = field(default_factory=list)  # meter handles
+    """A stack entry: the hidden state ``s_position``, or a stored internal state of step
+    ``position - 1`` (``graph``) whose output is that state."""
+
+    __slots__ = ("position", "_state", "rng", "graph", "held")
+
+    def __init__(self, position: int, state: dict[Path, Any] | None, rng: Any, graph: _StepGraph | None = None, held=()):
+        self.position = position
+        self._state = state  # detached; for an internal state, made from the graph on first use
+        self.rng = rng  # None when the plan never restores this entry
+        self.graph = graph
+        self.held = held  # meter handles
+
+    @property
+    def state(self) -> dict[Path, Any]:
+        if self._state is None:
+            self._state = _detached(self.graph.new_state)
+        return self._state
+
+
+def _detached(flat: dict[Path, Any]) -> dict[Path, Any]:
+    return {p: (v.detach() if isinstance(v, torch.Tensor) else v) for p, v in flat.items()}
+
+
+def _restored_entries(actions) -> set[int]:
+    """Indices of the push actions whose stack entry a later RESTORE reads (-1: state0's)."""
+    stack, restored = [-1], set()
+    for index, action in enumerate(actions):
+        if action.op in (Op.PUSH_HIDDEN, Op.PUSH_INTERNAL):
+            stack.append(index)
+        elif action.op in (Op.POP_HIDDEN, Op.BACKPROP_INTERNAL):
+            stack.pop()
+        elif action.op is Op.RESTORE:
+            restored.add(stack[-1])
+    return restored
 
 
 class _Machine:
@@ -330,9 +358,9 @@ class _Machine:
         self.plan = plan_
         self.params = params
         self.meter = meter
-        self.state0 = {p: (v.detach() if isinstance(v, torch.Tensor) else v) for p, v in state0.items()}
+        self.state0 = _detached(state0)
         self.inputs = inputs  # flat {path: [T, ...]}
-        self.inputs_detached = {p: v.detach() for p, v in inputs.items()}
+        self.input_steps = {p: v.detach().unbind(0) for p, v in inputs.items()}  # {path: T views}
         self.input_grad_paths = [p for p, v in inputs.items() if _is_float(v) and v.requires_grad]
         self.state0_grad_paths = [p for p, v in state0.items() if _is_float(v) and v.requires_grad]
         self.preserve_rng_state = preserve_rng_state
@@ -345,11 +373,12 @@ class _Machine:
         self.recorded: list[dict[Path, torch.Tensor] | None] = [None] * plan_.seq_len
         self.final_state: dict[Path, Any] | None = None
         self.next_action = 0
+        self.restored = _restored_entries(plan_.actions)  # entries that need their RNG state
 
     # -- running steps ------------------------------------------------------------------
 
     def _x(self, step: int, with_grad: bool) -> tuple[dict[Path, Any], dict[Path, torch.Tensor]]:
-        x = {p: v[step] for p, v in self.inputs_detached.items()}
+        x = {p: steps[step] for p, steps in self.input_steps.items()}
         leaves = {}
         if with_grad:
             for path in self.input_grad_paths:
@@ -376,21 +405,20 @@ class _Machine:
 
     def _run_with_grad(self) -> _StepGraph:
         """Run the cursor's step with grad, chained to the stored internal state at the top
-        of the stack when the cursor is that state's output."""
+        of the stack when the cursor is that state's output. Grad mode must be on."""
         step = self.cursor_position
         top = self.stack[-1] if self.stack else None
         previous = top.graph if top is not None and top.graph is not None and top.position == step else None
-        with torch.enable_grad():
-            state_in = {}
-            for path, value in self.cursor_state.items():
-                if not _is_float(value):
-                    state_in[path] = value
-                elif previous is not None and previous.new_state[path].requires_grad:
-                    state_in[path] = previous.new_state[path]
-                else:
-                    state_in[path] = value.detach().requires_grad_()
-            x, x_leaves = self._x(step, with_grad=True)
-            new_state, out = self._call(state_in, x)
+        state_in = {}
+        for path, value in self.cursor_state.items():
+            if not _is_float(value):
+                state_in[path] = value
+            elif previous is not None and previous.new_state[path].requires_grad:
+                state_in[path] = previous.new_state[path]
+            else:
+                state_in[path] = value.detach().requires_grad_()
+        x, x_leaves = self._x(step, with_grad=True)
+        new_state, out = self._call(state_in, x)
         self._record(step, out)
         return _StepGraph(step, state_in, x_leaves, new_state, out, linked=previous is not None)
 
@@ -399,8 +427,9 @@ class _Machine:
             return []
         return [self.meter.hold(t) for t in tensors if _is_float(t)]
 
-    def _rng(self):
-        if not self.preserve_rng_state:
+    def _rng(self, index: int):
+        """The RNG state for the entry pushed by action ``index``, if it is ever restored."""
+        if not self.preserve_rng_state or index not in self.restored:
             return None
         cuda = [torch.cuda.get_rng_state(d) for d in self.devices]
         return torch.get_rng_state(), cuda
@@ -417,17 +446,19 @@ class _Machine:
 
     def run_forward(self) -> None:
         """Actions up to the first backprop; leaves that step's graph pending."""
-        self.stack.append(_Checkpoint(0, self.state0, self._rng()))
+        self.stack.append(_Checkpoint(0, self.state0, self._rng(-1)))
         self.cursor_position, self.cursor_state = 0, self.state0
         stop = self.plan.first_backprop_index
-        for action in self.plan.actions[:stop]:
-            self._execute(action, gradients=None)
-        self.pending = self._run_with_grad()
+        with torch.enable_grad():
+            for index in range(stop):
+                self._execute(index)
+            self.pending = self._run_with_grad()
         self.next_action = stop + 1
-        self.final_state = {p: (v.detach() if isinstance(v, torch.Tensor) else v) for p, v in self.pending.new_state.items()}
+        self.final_state = _detached(self.pending.new_state)
         self._check_parameters(self.pending)
 
-    def _execute(self, action, gradients) -> None:
+    def _execute(self, index: int) -> None:
+        action = self.plan.actions[index]
         op = action.op
         if op is Op.RESTORE:
             top = self.stack[-1]
@@ -436,14 +467,15 @@ class _Machine:
         elif op is Op.ADVANCE:
             self._advance(action.count)
         elif op is Op.PUSH_HIDDEN:
-            state = self.cursor_state
-            self.stack.append(_Checkpoint(self.cursor_position, state, self._rng(), held=self._hold(state.values())))
+            state = _detached(self.cursor_state)
+            self.stack.append(_Checkpoint(self.cursor_position, state, self._rng(index), held=self._hold(state.values())))
         elif op is Op.PUSH_INTERNAL:
             graph = self._run_with_grad()
-            state = {p: (v.detach() if isinstance(v, torch.Tensor) else v) for p, v in graph.new_state.items()}
-            self.cursor_position, self.cursor_state = graph.step + 1, state
+            # The cursor keeps the graph's output: a chained step reads it through the graph,
+            # an ADVANCE runs without grad, and a PUSH_HIDDEN or RESTORE detaches it.
+            self.cursor_position, self.cursor_state = graph.step + 1, graph.new_state
             held = self._hold(graph.new_state.values())
-            self.stack.append(_Checkpoint(graph.step + 1, state, self._rng(), graph=graph, held=held))
+            self.stack.append(_Checkpoint(graph.step + 1, None, self._rng(index), graph=graph, held=held))
         elif op is Op.POP_HIDDEN:
             self.stack.pop()
         else:
@@ -469,17 +501,18 @@ class _Machine:
         index = self._backprop_chain(pending, self.next_action, gradients)
         del pending
         actions = self.plan.actions
-        while index < len(actions):
-            action = actions[index]
-            if action.op is Op.BACKPROP_STEP:
-                graph = self._run_with_grad()
-                self.cursor_position = self.cursor_state = None
-                index = self._backprop_chain(graph, index + 1, gradients)
-            elif action.op is Op.BACKPROP_INTERNAL:
-                index = self._backprop_chain(self.stack.pop().graph, index + 1, gradients)
-            else:
-                self._execute(action, gradients)
-                index += 1
+        with torch.enable_grad():  # recomputation builds graphs; ADVANCE switches it off
+            while index < len(actions):
+                op = actions[index].op
+                if op is Op.BACKPROP_STEP:
+                    graph = self._run_with_grad()
+                    self.cursor_position = self.cursor_state = None
+                    index = self._backprop_chain(graph, index + 1, gradients)
+                elif op is Op.BACKPROP_INTERNAL:
+                    index = self._backprop_chain(self.stack.pop().graph, index + 1, gradients)
+                else:
+                    self._execute(index)
+                    index += 1
         self.stack.clear()
 
     def _check_parameters(self, graph: _StepGraph) -> None:
@@ -510,7 +543,7 @@ class _Gradients:
 
     def __init__(self, machine: _Machine, output_grads, final_state_grads):
         self.machine = machine
-        self.output_grads = output_grads  # {path: [T, ...] or None}
+        self.output_grads = {p: g.unbind(0) for p, g in output_grads.items() if g is not None}  # {path: T views}
         self.state_grads = final_state_grads  # {path: tensor or None}: dL/ds_T
         self.param_grads: list[torch.Tensor | None] = [None] * len(machine.params)
         self.input_grads = {p: None for p in machine.input_grad_paths}

@@ -56,6 +56,18 @@ closed form of revolve plus t (paper §3.2): with r the least integer where C(m+
 Q(t, m) = t + r·t - C(m+r, m+1); e.g. Q(1000, 10) = 4636, Q(1000, 20) = 3747. The tests
 check the DP against it and against an exhaustive search over all policies.
 
+A lower bound on any policy (ours)
+----------------------------------
+Reaching step T-1 for its backprop needs every earlier step run at least once, so every
+step is evaluated before the first backprop. A step evaluated only once must keep the
+internal state of that evaluation until its own backprop; all such steps but the last are
+therefore held together, beside the start, when the first backprop runs: β + k·α₁ <= m
+(β the units of a hidden state). Every other step runs at least twice, so no policy within
+``m`` costs less than ``2T - 1 - k`` with ``k = ⌊(m - β) / α₁⌋`` (nor less than T):
+:func:`cost_lower_bound`. The tests check it against the exhaustive search, where it is
+often tight. It says how much any policy can gain over √T checkpointing (2T evaluations)
+at that method's memory: at most about √T·(1 + β/α₁) evaluations.
+
 Tables are computed once per (T, m, α, α₁, mode), vectorised over m (O(T²·m) numpy work:
 about a second for T = 1000, m = 100) and cached.
 """
@@ -168,6 +180,12 @@ class Plan:
         return self.cost / self.seq_len
 
     @property
+    def cost_lower_bound(self) -> int:
+        """Fewest evaluations any policy within this plan's memory could need."""
+        chained = self.internal_units if self.chained_units is None else self.chained_units
+        return cost_lower_bound(self.seq_len, self.memory_units, self.hidden_units, chained)
+
+    @property
     def first_backprop_index(self) -> int:
         """Index in ``actions`` of the first backprop: everything before it is the forward pass."""
         return next(i for i, a in enumerate(self.actions) if a.op is Op.BACKPROP_STEP)
@@ -261,6 +279,15 @@ def optimal_cost(
     internal_units = _internal_units(mode, alpha)
     Q, _, _ = _tables(seq_len, memory_slots, 1, internal_units, mode, _chained_units(internal_units, chained_alpha))
     return float(Q[seq_len, memory_slots])
+
+
+def cost_lower_bound(seq_len: int, memory_units: int, hidden_units: int = 1, chained_units: int = 1) -> int:
+    """max(T, 2T - 1 - k), k = ⌊(m - β) / α₁⌋: no policy, nested or not, evaluates fewer
+    steps within ``memory_units`` (module docstring, "A lower bound on any policy")."""
+    if memory_units < hidden_units:
+        raise ValueError(f"memory_units must hold the start state ({hidden_units} units), got {memory_units}")
+    storable = (memory_units - hidden_units) // chained_units
+    return max(seq_len, 2 * seq_len - 1 - storable)
 
 
 def hsm_closed_form(seq_len: int, memory_slots: int) -> int:

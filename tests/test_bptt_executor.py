@@ -13,6 +13,7 @@ from agents.lstm_core import LSTMCore
 from learners import bptt
 from learners.bptt import (
     BudgetTooSmallError,
+    Op,
     SavedTensorMeter,
     StepBytes,
     checkpointed_unroll,
@@ -178,8 +179,13 @@ def test_random_draws_are_replayed_on_recomputation():
 
     state0 = {"h": torch.zeros(B, 6, dtype=torch.float64)}
     inputs = {"features": torch.randn(T, B, 3, dtype=torch.float64)}
+    plans = [plan(T, 2, "hsm"), plan(T, 4, "msm", alpha=2), plan(T, 4, "ism", alpha=2), plan(T, 5, "msm", alpha=1.5)]
+    # Recomputation restarts from stored internal states too, not only from hidden states.
+    assert any(
+        p.actions[i].op is Op.PUSH_INTERNAL for p in plans for i in bptt._restored_entries(p.actions) if i >= 0
+    )
     results = []
-    for unroll_plan in (None, plan(T, 2, "hsm"), plan(T, 4, "msm", alpha=2)):
+    for unroll_plan in [None, *plans]:
         torch.manual_seed(123)
         outputs, _ = checkpointed_unroll(step, state0, inputs, unroll_plan, parameters=list(cell.parameters()))
         after = torch.rand(1)  # the global RNG continues as after a plain forward

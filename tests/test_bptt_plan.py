@@ -103,6 +103,22 @@ def test_dp_with_chained_internal_states_equals_exhaustive_search(mode, alpha, c
     assert plan(20, 1 + 19 * 2, "msm", alpha=3).cost > 20
 
 
+def test_no_policy_beats_the_lower_bound_and_it_is_often_reached():
+    tight = 0
+    for alpha, chained_alpha in ((2, 1), (3, 2), (3, 1)):
+        for seq_len in range(1, 7):
+            for memory in range(1, 9):
+                bound = bptt_plan.cost_lower_bound(seq_len, memory, 1, chained_alpha)
+                best = brute_force_cost(seq_len, memory, "msm", alpha, chained_alpha)
+                assert best >= bound, (alpha, chained_alpha, seq_len, memory)
+                tight += best == bound and seq_len < bound < 2 * seq_len - 1  # neither trivial end
+    assert tight >= 10
+    for seq_len, memory in ((100, 12), (300, 40)):
+        p = plan(seq_len, memory, "msm", alpha=5, chained_alpha=4)
+        assert p.cost >= p.cost_lower_bound == 2 * seq_len - 1 - (memory - 1) // 4
+    assert plan(50, 1 + 49 * 4, "msm", alpha=5, chained_alpha=4).cost_lower_bound == 50  # room for plain BPTT
+
+
 @pytest.mark.parametrize("memory", [1, 2, 5, 10, 20])
 def test_hsm_equals_closed_form_for_all_lengths_up_to_1000(memory):
     Q, _, _ = bptt_plan._tables(1000, memory, 1, 1, "hsm")

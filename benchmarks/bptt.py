@@ -21,9 +21,11 @@ Every plan row also gives the planner's lower bound on the evaluations of *any* 
 within its memory (``learners.bptt_plan.cost_lower_bound``). A forward pass without grad
 is timed too: with the bound it caps what any policy could gain over √T checkpointing at
 that method's memory. ``--sqrt-pairs N`` then times N back-to-back pairs of √T
-checkpointing and MSM at √T's memory, without the meter, and reports how many MSM won,
-the median time ratio and a sign test.
+checkpointing and MSM at √T's memory and reports how many MSM won, the median time ratio
+and a sign test.
 
+Memory comes from one metered run of each method; time from separate runs without the
+meter, whose hooks would run Python on every saved tensor.
 Time = forward + backward, best of ``--repeats``, as wall-clock and as process CPU time,
 torch limited to ``--threads`` threads (default 1: the benchmark machine is shared). On a
 shared machine wall-clock mostly measures the neighbours, so the plot and the headline use
@@ -144,16 +146,18 @@ def _forward_without_grad_cpu_seconds(problem: LSTMProblem) -> float:
     return time.process_time() - started
 
 
+def _time_once(problem: LSTMProblem, run) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one forward + backward of ``run(None) -> y``, unmetered."""
+    for p in problem.parameters:
+        p.grad = None
+    started, started_cpu = time.perf_counter(), time.process_time()
+    problem.loss(run(None)).backward()
+    return time.perf_counter() - started, time.process_time() - started_cpu
+
+
 def _timed_pair(problem: LSTMProblem, first, second) -> tuple[float, float]:
-    """CPU seconds of forward + backward of two methods, back to back, without a meter."""
-    times = []
-    for run in (first, second):
-        for p in problem.parameters:
-            p.grad = None
-        started = time.process_time()
-        problem.loss(run(None)).backward()
-        times.append(time.process_time() - started)
-    return times[0], times[1]
+    """CPU seconds of forward + backward of two methods, back to back."""
+    return _time_once(problem, first)[1], _time_once(problem, second)[1]
 
 
 def sign_test_p_value(wins: int, trials: int) -> float:
@@ -163,29 +167,28 @@ def sign_test_p_value(wins: int, trials: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def _measure_once(problem: LSTMProblem, run) -> tuple[int, float, float]:
-    """(peak bytes, wall seconds, CPU seconds) of one forward + backward of
-    `run(meter) -> y [T, B, O]`.
+def _peak_bytes(problem: LSTMProblem, run) -> int:
+    """Peak bytes held for backward by one forward + backward of ``run(meter) -> y [T, B, O]``.
 
-    The loss is built outside the meter, so what its own backward saves (y and w) is not
-    counted: the figure is the unroll's.
+    Untimed: the meter's hooks run Python on every saved tensor. The loss is built outside
+    the meter, so what its own backward saves (y and w) is not counted: the figure is the
+    unroll's.
     """
     for p in problem.parameters:
         p.grad = None
     meter = problem.meter()
-    started, started_cpu = time.perf_counter(), time.process_time()
     with meter:
         outputs = run(meter)
     loss = problem.loss(outputs)
     with meter:
         loss.backward()
-    return meter.peak_bytes, time.perf_counter() - started, time.process_time() - started_cpu
+    return meter.peak_bytes
 
 
 def run_benchmark(setup: Setup, log=print) -> dict:
-    """Measure every method ``setup.repeats`` times, the repeats interleaved across
-    methods (round-robin) so that a slow stretch of a shared machine hits them all alike;
-    the best time of each is kept."""
+    """Measure every method's memory once with the meter, then time it ``setup.repeats``
+    times without, the repeats interleaved across methods (round-robin) so that a slow
+    stretch of a shared machine hits them all alike; the best time of each is kept."""
     torch.set_num_threads(setup.threads)
     problem = LSTMProblem(setup)
     T = setup.seq_len
@@ -197,9 +200,9 @@ def run_benchmark(setup: Setup, log=print) -> dict:
         return outputs["y"]
 
     def first(row: Row, run) -> None:
-        """Measure once now (memory and a first time), keep for the round-robin repeats."""
-        row.peak_bytes, row.seconds, row.cpu_seconds = _measure_once(problem, run)
-        row.cpu_seconds_each.append(row.cpu_seconds)
+        """Measure the memory now, keep the method for the timed round-robin repeats."""
+        row.peak_bytes = _peak_bytes(problem, run)
+        row.seconds = row.cpu_seconds = math.inf
         rows.append(row)
         runs.append(run)
 
@@ -248,15 +251,14 @@ def run_benchmark(setup: Setup, log=print) -> dict:
                 f"cost {unroll_plan.cost / T:.3f}/step (planned in {plan_seconds:.2f} s)"
             )
 
-    no_grad_forward = [_forward_without_grad_cpu_seconds(problem)]
-    for repeat in range(1, setup.repeats):
+    no_grad_forward = []
+    for repeat in range(setup.repeats):
         for row, run in zip(rows, runs):
-            peak, seconds, cpu = _measure_once(problem, run)
-            row.peak_bytes = max(row.peak_bytes, peak)
+            seconds, cpu = _time_once(problem, run)
             row.seconds, row.cpu_seconds = min(row.seconds, seconds), min(row.cpu_seconds, cpu)
             row.cpu_seconds_each.append(cpu)
         no_grad_forward.append(_forward_without_grad_cpu_seconds(problem))
-        log(f"repeat {repeat + 1} of {setup.repeats} done")
+        log(f"timing round {repeat + 1} of {setup.repeats} done")
 
     pairs = []
     if setup.sqrt_pairs:

@@ -137,12 +137,9 @@ def _segment_checkpointed_outputs(problem: LSTMProblem, state0, segment: int) ->
 
 def _forward_without_grad_cpu_seconds(problem: LSTMProblem) -> float:
     """CPU seconds of T steps run without grad: the price of one extra forward pass."""
-    features = problem.inputs["features"]
     started = time.process_time()
     with torch.no_grad():
-        state = problem.state0()
-        for x_t in features:
-            state, _ = problem.step(state, {"features": x_t})
+        bptt.checkpointed_unroll(problem.step, problem.state0(), problem.inputs, None)
     return time.process_time() - started
 
 
@@ -266,14 +263,15 @@ def run_benchmark(setup: Setup, log=print) -> dict:
         msm_run = next((run for row, run in zip(rows, runs) if row.method == "MSM" and row.budget_bytes == sqrt_peak), None)
         if msm_run is None:
             log("no MSM plan at the √T baseline's memory: --sqrt-pairs skipped")
-        for index in range(setup.sqrt_pairs if msm_run is not None else 0):
-            # Alternate which goes first, so that neither always runs on a warmer cache.
-            if index % 2:
-                msm_seconds, sqrt_seconds = _timed_pair(problem, msm_run, sqrt_run)
-            else:
-                sqrt_seconds, msm_seconds = _timed_pair(problem, sqrt_run, msm_run)
-            pairs.append((msm_seconds, sqrt_seconds))
-        log(f"{len(pairs)} √T / MSM pairs done")
+        else:
+            for index in range(setup.sqrt_pairs):
+                # Alternate which goes first, so that neither always runs on a warmer cache.
+                if index % 2:
+                    msm_seconds, sqrt_seconds = _timed_pair(problem, msm_run, sqrt_run)
+                else:
+                    sqrt_seconds, msm_seconds = _timed_pair(problem, sqrt_run, msm_run)
+                pairs.append((msm_seconds, sqrt_seconds))
+            log(f"{len(pairs)} √T / MSM pairs done")
 
     for row in rows:
         row.memory_ratio = row.peak_bytes / full_row.peak_bytes

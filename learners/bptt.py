@@ -498,10 +498,10 @@ class _Machine:
 
     def run_backward(self, gradients: _Gradients) -> None:
         pending, self.pending = self.pending, None
-        index = self._backprop_chain(pending, self.next_action, gradients)
-        del pending
         actions = self.plan.actions
         with torch.enable_grad():  # recomputation builds graphs; ADVANCE switches it off
+            index = self._backprop_chain(pending, self.next_action, gradients)
+            del pending
             while index < len(actions):
                 op = actions[index].op
                 if op is Op.BACKPROP_STEP:
@@ -543,7 +543,7 @@ class _Gradients:
 
     def __init__(self, machine: _Machine, output_grads, final_state_grads):
         self.machine = machine
-        self.output_grads = {p: g.unbind(0) for p, g in output_grads.items() if g is not None}  # {path: T views}
+        self.output_grads = {p: g for p, g in output_grads.items() if g is not None}  # {path: [T, ...]}
         self.state_grads = final_state_grads  # {path: tensor or None}: dL/ds_T
         self.param_grads: list[torch.Tensor | None] = [None] * len(machine.params)
         self.input_grads = {p: None for p in machine.input_grad_paths}
@@ -557,18 +557,25 @@ class _Gradients:
                 raise RuntimeError(f"backprop of step {graph.step}, expected {self.next_step}")
             self.next_step -= 1
         roots, root_grads = [], []
-        for graph in chain:
-            for path, value in graph.outputs.items():
-                grads = self.output_grads.get(path)
-                if grads is not None and value.requires_grad:
-                    roots.append(value)
-                    root_grads.append(grads[graph.step])
+        first = chain[-1]
+        for path, grads in self.output_grads.items():
+            values = [graph.outputs[path] for graph in reversed(chain)]  # ascending steps
+            if all(value.requires_grad for value in values):
+                # One root per chain: autograd checks each root's shape in Python, which
+                # for long chains costs more than this stack; its backward hands each
+                # step exactly its slice of the gradient.
+                roots.append(values[0] if len(values) == 1 else torch.stack(values))
+                root_grads.append(grads[first.step] if len(values) == 1 else grads[first.step : chain[0].step + 1])
+            else:
+                for graph, value in zip(reversed(chain), values):
+                    if value.requires_grad:
+                        roots.append(value)
+                        root_grads.append(grads[graph.step])
         for path, value in chain[0].new_state.items():
             grad = self.state_grads.get(path)
             if grad is not None and isinstance(value, torch.Tensor) and value.requires_grad:
                 roots.append(value)
                 root_grads.append(grad)
-        first = chain[-1]
         state_paths = [p for p, v in first.state_in.items() if _is_float(v) and v.requires_grad]
         targets = [first.state_in[p] for p in state_paths] + list(self.machine.params)
         targets += [graph.x_leaves[p] for graph in chain for p in self.machine.input_grad_paths]

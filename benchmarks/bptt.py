@@ -142,25 +142,16 @@ def _segment_checkpointed_outputs(problem: LSTMProblem, state0, segment: int) ->
     return torch.cat(outputs)
 
 
-def _on_cuda(problem: LSTMProblem) -> bool:
-    return torch.device(problem.setup.device).type == "cuda"
+def _on_cuda(setup: Setup | dict) -> bool:
+    device = setup["device"] if isinstance(setup, dict) else setup.device
+    return torch.device(device).type == "cuda"
 
 
 def _clock_name(setup: Setup) -> str:
     """The clock behind every ratio. On CPU, process CPU time: with one thread it is the
     compute time, little moved by neighbours on a shared machine. On CUDA, wall-clock time
     between synchronisations: the CPU clock does not see the GPU's work."""
-    return "wall (CUDA synchronised)" if torch.device(setup.device).type == "cuda" else "process CPU"
-
-
-def _forward_without_grad_seconds(problem: LSTMProblem) -> float:
-    """Seconds (benchmark clock) of T steps run without grad: the price of one extra forward pass."""
-    def forward(meter):
-        outputs, _ = bptt.checkpointed_unroll(problem.step, problem.state0(), problem.inputs, None)
-        return outputs["y"]
-
-    with torch.no_grad():
-        return _time_once(problem, forward)[1]
+    return "wall (CUDA synchronised)" if _on_cuda(setup) else "process CPU"
 
 
 def _time_once(problem: LSTMProblem, run) -> tuple[float, float]:
@@ -168,7 +159,7 @@ def _time_once(problem: LSTMProblem, run) -> tuple[float, float]:
     ``run(None) -> y`` (forward only when grad is off), unmetered."""
     for p in problem.parameters:
         p.grad = None
-    cuda = _on_cuda(problem)
+    cuda = _on_cuda(problem.setup)
     if cuda:
         torch.cuda.synchronize()
     started, started_cpu = time.perf_counter(), time.process_time()
@@ -185,7 +176,7 @@ def _allocator_peak_bytes(problem: LSTMProblem, run) -> int | None:
     """CUDA only: the caching allocator's peak during one forward + backward, above what was
     allocated before it (inputs, parameters): an independent check of the meter, which
     also counts temporaries and gradients the meter leaves out."""
-    if not _on_cuda(problem):
+    if not _on_cuda(problem.setup):
         return None
     for p in problem.parameters:
         p.grad = None
@@ -300,7 +291,8 @@ def run_benchmark(setup: Setup, log=print) -> dict:
             seconds, timed = _time_once(problem, run)
             row.seconds, row.timed_seconds = min(row.seconds, seconds), min(row.timed_seconds, timed)
             row.timed_seconds_each.append(timed)
-        no_grad_forward.append(_forward_without_grad_seconds(problem))
+        with torch.no_grad():  # T steps without grad: the price of one extra forward pass
+            no_grad_forward.append(_time_once(problem, full)[1])
         log(f"timing round {repeat + 1} of {setup.repeats} done")
 
     pairs = []
@@ -382,14 +374,10 @@ def _headline(
     return headline
 
 
-def _clock_short(result: dict) -> str:
-    return "GPU" if result.get("clock", "").startswith("wall") else "CPU"
-
-
 def format_table(result: dict) -> str:
     T = result["setup"]["seq_len"]
-    clock = _clock_short(result)
-    cuda = any(row.get("allocator_peak_bytes") is not None for row in result["rows"])
+    cuda = _on_cuda(result["setup"])
+    clock = "GPU" if cuda else "CPU"
     lines = [
         f"{'method':<22s} {'budget':>7s} {'peak MiB':>9s} {'mem/full':>9s} {'wall s':>7s} {'wall/full':>9s} "
         f"{clock + ' s':>7s} {clock + '/full':>8s} {'fwd/step':>8s} {'least/step':>10s}"
@@ -424,9 +412,9 @@ def plot(result: dict, path: str) -> None:
             axes.scatter(row["memory_ratio"], row["timed_ratio"], marker="*", s=120, label=row["method"], zorder=3)
     axes.set_xscale("log")
     axes.set_xlabel("peak bytes held for backward / full BPTT")
-    axes.set_ylabel(f"{result.get('clock', 'process CPU')} time / full BPTT")
+    axes.set_ylabel(f"{result['clock']} time / full BPTT")
     s = result["setup"]
-    where = s.get("device", "cpu") if _clock_short(result) == "GPU" else f"{s['threads']} thread"
+    where = s["device"] if _on_cuda(s) else f"{s['threads']} thread"
     axes.set_title(f"LSTM T={s['seq_len']} hidden={s['hidden']} batch={s['batch']} ({where})")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
@@ -456,7 +444,7 @@ def main(argv: list[str] | None = None) -> dict:
         setup.repeats = args.repeats
     setup.sqrt_pairs = args.sqrt_pairs
     setup.device = args.device
-    if torch.device(setup.device).type == "cuda" and not torch.cuda.is_available():
+    if _on_cuda(setup) and not torch.cuda.is_available():
         parser.error(f"--device {setup.device}: torch sees no CUDA device here")
     if args.hidden is not None:
         setup.hidden = args.hidden

@@ -94,6 +94,9 @@ def _flatten(tree: Mapping, prefix: Path = ()) -> dict[Path, Any]:
 def _unflatten(flat: Mapping[Path, Any]) -> dict:
     tree: dict = {}
     for path, value in flat.items():
+        if len(path) == 1:
+            tree[path[0]] = value
+            continue
         node = tree
         for key in path[:-1]:
             node = node.setdefault(key, {})
@@ -102,7 +105,10 @@ def _unflatten(flat: Mapping[Path, Any]) -> dict:
 
 
 def _is_float(value: Any) -> bool:
-    return isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex())
+    if not isinstance(value, torch.Tensor):
+        return False
+    dtype = value.dtype
+    return dtype.is_floating_point or dtype.is_complex
 
 
 # --------------------------------------------------------------------------------------
@@ -337,19 +343,6 @@ def _detached(flat: dict[Path, Any]) -> dict[Path, Any]:
     return {p: (v.detach() if isinstance(v, torch.Tensor) else v) for p, v in flat.items()}
 
 
-def _restored_entries(actions) -> set[int]:
-    """Indices of the push actions whose stack entry a later RESTORE reads (-1: state0's)."""
-    stack, restored = [-1], set()
-    for index, action in enumerate(actions):
-        if action.op in (Op.PUSH_HIDDEN, Op.PUSH_INTERNAL):
-            stack.append(index)
-        elif action.op in (Op.POP_HIDDEN, Op.BACKPROP_INTERNAL):
-            stack.pop()
-        elif action.op is Op.RESTORE:
-            restored.add(stack[-1])
-    return restored
-
-
 class _Machine:
     """Runs a plan's actions; the forward part on call, the rest inside backward."""
 
@@ -373,7 +366,7 @@ class _Machine:
         self.recorded: list[dict[Path, torch.Tensor] | None] = [None] * plan_.seq_len
         self.final_state: dict[Path, Any] | None = None
         self.next_action = 0
-        self.restored = _restored_entries(plan_.actions)  # entries that need their RNG state
+        self.restored = plan_.restored_pushes  # entries that need their RNG state (cached on the plan)
 
     # -- running steps ------------------------------------------------------------------
 
@@ -395,13 +388,19 @@ class _Machine:
             self.recorded[step] = {p: v.detach() for p, v in outputs.items()}
 
     def _advance(self, count: int) -> None:
+        """Run ``count`` steps without grad. The state stays nested from one call to the
+        next (flattened once, at the end): this loop is most of the recomputation."""
+        step_fn, recorded, columns = self.step_fn, self.recorded, self.input_steps.items()
+        state = _unflatten(self.cursor_state)
+        start = self.cursor_position
         with torch.no_grad():
-            for _ in range(count):
-                x, _ = self._x(self.cursor_position, with_grad=False)
-                new_state, out = self._call(self.cursor_state, x)
-                self._record(self.cursor_position, out)
-                self.cursor_state = new_state
-                self.cursor_position += 1
+            for step in range(start, start + count):
+                state, out = step_fn(state, _unflatten({p: steps[step] for p, steps in columns}))
+                if recorded is not None and recorded[step] is None:
+                    recorded[step] = {p: (v.detach() if v.requires_grad else v) for p, v in _flatten(out).items()}
+        self.calls += count
+        self.cursor_state = _flatten(state)
+        self.cursor_position = start + count
 
     def _run_with_grad(self) -> _StepGraph:
         """Run the cursor's step with grad, chained to the stored internal state at the top

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from learners.bptt import Op, _restored_entries, checkpointed_unroll, plan
+from learners.bptt import Op, checkpointed_unroll, plan
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -53,7 +53,7 @@ def test_cuda_gradients_equal_plain_bptt(dropout):
     step, state0, inputs, params, weights = _lstm_problem(dropout)
     plans = [plan(T, memory, mode, alpha=alpha) for mode, memory, alpha in PLANS]
     if dropout:  # recomputation restarts from stored internal states as well as hidden states
-        assert any(p.actions[i].op is Op.PUSH_INTERNAL for p in plans for i in _restored_entries(p.actions) if i >= 0)
+        assert any(p.actions[i].op is Op.PUSH_INTERNAL for p in plans for i in p.restored_pushes if i >= 0)
     want_after, want = _grads(step, state0, inputs, params, weights, None)
     for (mode, memory, _), unroll_plan in zip(PLANS, plans):
         after, got = _grads(step, state0, inputs, params, weights, unroll_plan)

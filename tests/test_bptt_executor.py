@@ -182,7 +182,7 @@ def test_random_draws_are_replayed_on_recomputation():
     plans = [plan(T, 2, "hsm"), plan(T, 4, "msm", alpha=2), plan(T, 4, "ism", alpha=2), plan(T, 5, "msm", alpha=1.5)]
     # Recomputation restarts from stored internal states too, not only from hidden states.
     assert any(
-        p.actions[i].op is Op.PUSH_INTERNAL for p in plans for i in bptt._restored_entries(p.actions) if i >= 0
+        p.actions[i].op is Op.PUSH_INTERNAL for p in plans for i in p.restored_pushes if i >= 0
     )
     results = []
     for unroll_plan in [None, *plans]:

@@ -39,6 +39,7 @@ Timings are reported, never asserted; ratios are against full BPTT in the same r
 
     python -m benchmarks.bptt [--quick] [--json PATH] [--png PATH] [--sqrt-pairs N]
                               [--headline-pairs N] [--device cuda] [--hidden H] [--batch B]
+                              [--modes msm] [--budgets 0.05,0.2]
 """
 
 from __future__ import annotations
@@ -408,11 +409,13 @@ def _headline(
         )
     if headline_pairs:
         ratios = [m / f for m, f in headline_pairs]
+        interval = median_interval(ratios)
         within = sum(r <= HEADLINE_TIME_GOAL for r in ratios)
         headline.update(
             headline_pairs=len(ratios),
             headline_pairs_median_time_ratio=statistics.median(ratios),
-            headline_pairs_median_interval_95=median_interval(ratios),
+            # None when the pairs are too few for a 95% interval (JSON has no infinity).
+            headline_pairs_median_interval_95=None if math.isinf(interval[0]) else list(interval),
             headline_pairs_within_goal=within,
             # H0: the median ratio is the goal itself; small p with most pairs above it means missed.
             headline_pairs_sign_test_p=sign_test_p_value(within, len(ratios)),
@@ -483,6 +486,12 @@ def main(argv: list[str] | None = None) -> dict:
         "--sqrt-pairs", type=int, default=0, metavar="N",
         help="then time N back-to-back pairs of √T checkpointing and MSM at its memory (default 0)",
     )
+    parser.add_argument("--modes", default=None, help="planners to sweep, comma-separated (default hsm,ism,msm)")
+    parser.add_argument(
+        "--budgets", default=None, metavar="FRACTIONS",
+        help="budgets as fractions of full BPTT's memory, comma-separated (default 0.02,0.05,0.1,0.2); "
+        "the √T baseline's memory is always added",
+    )
     parser.add_argument(
         "--headline-pairs", type=int, default=0, metavar="N",
         help="then time N back-to-back pairs of full BPTT and MSM at a 5%% budget (default 0)",
@@ -501,6 +510,20 @@ def main(argv: list[str] | None = None) -> dict:
         setup.hidden = args.hidden
     if args.batch is not None:
         setup.batch = args.batch
+    if args.modes is not None:
+        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+        unknown = [m for m in modes if m not in ("hsm", "ism", "msm")]
+        if unknown or not modes:
+            parser.error(f"--modes: expected some of hsm, ism, msm, got {args.modes!r}")
+        setup.modes = modes
+    if args.budgets is not None:
+        try:
+            fractions = tuple(float(f) for f in args.budgets.split(",") if f.strip())
+        except ValueError:
+            parser.error(f"--budgets: expected fractions such as 0.05,0.2, got {args.budgets!r}")
+        if not fractions or not all(0 < f <= 1 for f in fractions):
+            parser.error(f"--budgets: each fraction must be in (0, 1], got {args.budgets!r}")
+        setup.budget_fractions = fractions
     result = run_benchmark(setup)
     print(format_table(result))
     print(f"headline ({result['clock']} time ratios vs full BPTT):", json.dumps(result["headline"]))

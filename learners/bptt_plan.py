@@ -259,26 +259,27 @@ def _tables(
     move = np.zeros((T + 1, M + 1), dtype=np.int8)
     split = np.zeros((T + 1, M + 1), dtype=np.int32)
     Q[0, beta:] = 0
-    blocks = []  # (kind, units stored, first y, row offset into the left part)
+    # Candidate blocks: (kind, units stored, split points y from, y = 1 only, left part Q(y) or Q(y-1)).
+    blocks = []
     if mode in ("hsm", "msm"):
-        blocks.append((_HIDDEN, beta, 1, 1))  # (b): y + Q(t-y, m-β) + Q(y, m)
+        blocks.append((_HIDDEN, beta, 1, False, 1))  # (b): y + Q(t-y, m-β) + Q(y, m)
     if mode in ("ism", "msm"):
         if alpha1 != alpha:  # y = 1 reads the held start: a chained internal state
-            blocks.append((_INTERNAL, alpha1, 1, 0))
-            blocks.append((_INTERNAL, alpha, 2, 0))  # (c): y + Q(t-y, m-α) + Q(y-1, m)
+            blocks.append((_INTERNAL, alpha1, 1, True, 0))
+            blocks.append((_INTERNAL, alpha, 2, False, 0))  # (c): y + Q(t-y, m-α) + Q(y-1, m)
         else:
-            blocks.append((_INTERNAL, alpha, 1, 0))
+            blocks.append((_INTERNAL, alpha, 1, False, 0))
     for t in range(1, T + 1):
         best = Q[t - 1] + t  # (a) sweep
         best_move = np.full(M + 1, _SWEEP, dtype=np.int8)
         best_split = np.full(M + 1, t, dtype=np.int32)
-        for kind, shift, first_y, left_offset in blocks:
-            last_y = 1 if (kind == _INTERNAL and shift == alpha1 != alpha) else t - 1
+        for kind, shift, first_y, only_first, left_offset in blocks:
+            last_y = min(first_y, t - 1) if only_first else t - 1  # splits need 1 <= y < t
             if last_y < first_y or shift > M:
                 continue
             ys = np.arange(first_y, last_y + 1, dtype=dtype)
-            right = Q[t - first_y : t - last_y - 1 if t - last_y - 1 >= 0 else None : -1, : M + 1 - shift]  # Q[t-y]
-            left = Q[first_y - 1 + left_offset : last_y + left_offset, shift:]  # Q[y] or Q[y-1]
+            right = Q[t - first_y : t - last_y - 1 : -1, : M + 1 - shift]  # rows Q[t-y]; t - last_y - 1 >= 0
+            left = Q[first_y - 1 + left_offset : last_y + left_offset, shift:]  # rows Q[y] or Q[y-1]
             candidate = right + left
             candidate += ys[:, None]
             arg = np.argmin(candidate, axis=0)

@@ -80,7 +80,7 @@ def learner(config: Config, agent) -> Learner:
     bptt, exploration = config.learner.bptt, config.exploration
     unroll = full_unroll
     if bptt.mode != "full":
-        unroll = BudgetedUnroll(bptt.mode, bptt.memory_budget, agent.parameters())
+        unroll = BudgetedUnroll(bptt.mode, bptt.memory_budget, agent.parameters(), measure_every=bptt.measure_every)
     intrinsic = None
     if exploration.kind == "pixelcnn":
         intrinsic = IntrinsicRewards(

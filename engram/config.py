@@ -198,6 +198,11 @@ class BPTTConfig(Section):
     memory_budget: str | None = Field(
         None, description="Bytes the unroll may hold for backward, e.g. '2GiB' (needed unless mode is full)."
     )
+    measure_every: int = Field(
+        100, gt=0,
+        description="Meter the bytes held for backward (bptt/measured_peak_bytes) on the first update and every "
+        "N-th after; the meter runs Python on every saved tensor, so 1 slows each update a little.",
+    )
 
     @field_validator("memory_budget")
     @classmethod

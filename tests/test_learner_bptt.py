@@ -52,3 +52,19 @@ def test_budgeted_update_equals_plain_bptt(core, mode):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
     assert budget_metrics["bptt/recompute_ratio"] > 1.0
     assert budget_metrics["bptt/measured_peak_bytes"] <= budget_metrics["bptt/budget_bytes"]
+
+
+def test_bytes_are_metered_on_the_first_and_every_nth_unroll():
+    agent, rollouts = _rollouts("lstm", T=12)
+    unroll = BudgetedUnroll("msm", "64MiB", agent.parameters(), measure_every=3)
+    learner = Learner(agent, LearnerSettings(), unroll=unroll)
+    metered, peaks = [], []
+    for _ in range(7):
+        metrics = learner.update(rollouts, learner_version=0)
+        metered.append(unroll.meter is not None)
+        peaks.append(metrics["bptt/measured_peak_bytes"])
+    assert metered == [True, False, False, True, False, False, True]
+    assert 0 < peaks[0] <= metrics["bptt/budget_bytes"]
+    assert peaks[1] == peaks[2] == peaks[0]  # in between, the latest measurement is reported
+    with pytest.raises(ValueError, match="measure_every"):
+        BudgetedUnroll("msm", "64MiB", agent.parameters(), measure_every=0)

@@ -370,12 +370,14 @@ class _Machine:
 
     # -- running steps ------------------------------------------------------------------
 
-    def _x(self, step: int, with_grad: bool) -> tuple[dict[Path, Any], dict[Path, torch.Tensor]]:
-        x = {p: steps[step] for p, steps in self.input_steps.items()}
-        leaves = {}
-        if with_grad:
-            for path in self.input_grad_paths:
-                x[path] = leaves[path] = x[path].detach().requires_grad_()
+    def _inputs_at(self, step: int) -> dict[Path, Any]:
+        return {p: steps[step] for p, steps in self.input_steps.items()}
+
+    def _x_with_leaves(self, step: int) -> tuple[dict[Path, Any], dict[Path, torch.Tensor]]:
+        """Step ``step``'s inputs, those that need gradients replaced by fresh leaves."""
+        x, leaves = self._inputs_at(step), {}
+        for path in self.input_grad_paths:
+            x[path] = leaves[path] = x[path].detach().requires_grad_()
         return x, leaves
 
     def _call(self, state: dict[Path, Any], x: dict[Path, Any]):
@@ -390,14 +392,13 @@ class _Machine:
     def _advance(self, count: int) -> None:
         """Run ``count`` steps without grad. The state stays nested from one call to the
         next (flattened once, at the end): this loop is most of the recomputation."""
-        step_fn, recorded, columns = self.step_fn, self.recorded, self.input_steps.items()
         state = _unflatten(self.cursor_state)
         start = self.cursor_position
         with torch.no_grad():
             for step in range(start, start + count):
-                state, out = step_fn(state, _unflatten({p: steps[step] for p, steps in columns}))
-                if recorded is not None and recorded[step] is None:
-                    recorded[step] = {p: (v.detach() if v.requires_grad else v) for p, v in _flatten(out).items()}
+                state, out = self.step_fn(state, _unflatten(self._inputs_at(step)))
+                if self.recorded is not None:  # the forward pass; recomputation records nothing
+                    self._record(step, _flatten(out))
         self.calls += count
         self.cursor_state = _flatten(state)
         self.cursor_position = start + count
@@ -416,7 +417,7 @@ class _Machine:
                 state_in[path] = previous.new_state[path]
             else:
                 state_in[path] = value.detach().requires_grad_()
-        x, x_leaves = self._x(step, with_grad=True)
+        x, x_leaves = self._x_with_leaves(step)
         new_state, out = self._call(state_in, x)
         self._record(step, out)
         return _StepGraph(step, state_in, x_leaves, new_state, out, linked=previous is not None)

@@ -59,25 +59,21 @@ class BudgetedUnroll:
     def __call__(self, step_fn, state0, inputs):
         length = next(iter(v for v in inputs.values() if isinstance(v, torch.Tensor))).shape[0]
         self.plan = self._plan_for(step_fn, state0, inputs, length)
-        metered = self.unrolls % self.measure_every == 0
+        self.meter = None
+        if self.unrolls % self.measure_every == 0:
+            leaves = [v for x in inputs.values() for v in (x.values() if isinstance(x, dict) else [x])]
+            self.meter = bptt.SavedTensorMeter(exclude=leaves + self.parameters)
         self.unrolls += 1
-        if not metered:
-            self.meter = None
-            return bptt.checkpointed_unroll(step_fn, state0, inputs, self.plan, parameters=self.parameters)
-        leaves = [v for x in inputs.values() for v in (x.values() if isinstance(x, dict) else [x])]
-        self.meter = bptt.SavedTensorMeter(exclude=leaves + self.parameters)
-        with self.meter:
+        with self.meter or contextlib.nullcontext():
             return bptt.checkpointed_unroll(step_fn, state0, inputs, self.plan, parameters=self.parameters, meter=self.meter)
 
     @contextlib.contextmanager
     def backward_context(self):
         """Wrap the loss's backward in this so a metered unroll's peak covers recomputation."""
-        if self.meter is None:
+        with self.meter or contextlib.nullcontext():
             yield
-            return
-        with self.meter:
-            yield
-        self.measured_peak_bytes = self.meter.peak_bytes
+        if self.meter is not None:
+            self.measured_peak_bytes = self.meter.peak_bytes
 
     def metrics(self) -> dict[str, float]:
         if self.plan is None:

@@ -26,6 +26,11 @@ How it works
    that reaches such a chain runs one :func:`torch.autograd.grad` over the whole chain
    instead of one per step: fewer engine calls and parameter-gradient sums, the same
    arithmetic and the same tensors held.
+4. *Parameter gradients*: from the second engine call on, the running sums go into the call
+   as one more root (:class:`_SeedGradients`), so the engine adds each call's parameter
+   contributions into them in place instead of allocating a sum per call. Hooks registered
+   on parameters with ``Tensor.register_hook`` are paused during these inner calls: they
+   run once, on the total, when the outer backward accumulates what the Function returns.
 
 Contract for ``step_fn(state, x_t) -> (new_state, out_t)``
 -----------------------------------------------------------
@@ -54,6 +59,7 @@ on one traced step to size hidden and internal states for
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -577,21 +583,31 @@ class _Gradients:
                 roots.append(value)
                 root_grads.append(grad)
         state_paths = [p for p, v in first.state_in.items() if _is_float(v) and v.requires_grad]
-        targets = [first.state_in[p] for p in state_paths] + list(self.machine.params)
+        params = self.machine.params
+        targets = [first.state_in[p] for p in state_paths] + list(params)
         targets += [graph.x_leaves[p] for graph in chain for p in self.machine.input_grad_paths]
+        sums, seeded = self.param_grads, [g is not None for g in self.param_grads]
+        if roots and any(seeded):
+            # The running sums enter the engine as the chain's first parameter gradients;
+            # it adds the chain's own contributions into them in place (see _SeedGradients).
+            self.param_grads = [None] * len(params)
+            roots.append(_SeedGradients.apply([sums], *params))
+            root_grads.append(torch.zeros_like(roots[-1]))
+            del sums
         if roots:
-            grads = torch.autograd.grad(roots, targets, root_grads, allow_unused=True)
+            with _tensor_hooks_paused(params):
+                grads = torch.autograd.grad(roots, targets, root_grads, allow_unused=True)
         else:
             grads = [None] * len(targets)
         count = len(state_paths)
         self.state_grads = dict(zip(state_paths, grads[:count]))
-        for index, grad in enumerate(grads[count : count + len(self.param_grads)]):
-            if grad is not None:
-                if self.param_grads[index] is None:  # Σ_t dL/dθ_t, summed in place
-                    self.param_grads[index] = grad.clone()
-                else:
-                    self.param_grads[index].add_(grad)
-        input_grads = iter(grads[count + len(self.param_grads) :])
+        for index, grad in enumerate(grads[count : count + len(params)]):
+            if seeded[index]:
+                if grad is not None:  # a sum the engine made from ours: it is ours alone
+                    self.param_grads[index] = grad
+            elif grad is not None:  # Σ_t dL/dθ_t starts here; the engine may share this tensor
+                self.param_grads[index] = grad.clone()
+        input_grads = iter(grads[count + len(params) :])
         for graph in chain:
             for path in self.machine.input_grad_paths:
                 grad = next(input_grads)
@@ -599,6 +615,50 @@ class _Gradients:
                     if self.input_grads[path] is None:
                         self.input_grads[path] = torch.zeros_like(self.machine.inputs[path])
                     self.input_grads[path][graph.step] = grad
+
+
+class _SeedGradients(torch.autograd.Function):
+    """Hands the running parameter-gradient sums to the engine as extra contributions.
+
+    An engine call sums each parameter's contributions in an input buffer, in place when it
+    holds the only reference to one of the two tensors it adds. An LSTM weight's
+    contributions are transposed views, so the first sum of every call is a fresh tensor,
+    which the executor then added into its running sum: two extra passes over each weight
+    per chain, where full BPTT makes none. This root's backward gives up its only reference
+    to each running sum, so the engine adds the chain's contributions into it in place and
+    returns it. ``forward`` takes ``[sums]`` (a list its backward empties) and the
+    parameters; ``None`` sums contribute nothing."""
+
+    @staticmethod
+    def forward(ctx, handover: list, *params):
+        ctx.handover = handover
+        return params[0].new_zeros(())
+
+    @staticmethod
+    def backward(ctx, _):
+        sums = ctx.handover.pop()
+        ctx.handover = None
+        return (None, *sums)
+
+
+@contextlib.contextmanager
+def _tensor_hooks_paused(tensors: Iterable[torch.Tensor]):
+    """Pause hooks registered with ``Tensor.register_hook`` on ``tensors``.
+
+    The executor's inner engine calls see parts of a parameter's gradient; its hooks must
+    see the total once, when the outer backward accumulates what the unroll returns (as in
+    plain BPTT). The hook dictionary is emptied and refilled in place, so handles stay valid."""
+    paused = []
+    for tensor in tensors:
+        hooks = tensor._backward_hooks
+        if hooks:
+            paused.append((hooks, list(hooks.items())))
+            hooks.clear()
+    try:
+        yield
+    finally:
+        for hooks, items in paused:
+            hooks.update(items)
 
 
 class _UnrollFunction(torch.autograd.Function):

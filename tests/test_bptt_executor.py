@@ -326,3 +326,41 @@ def test_chained_internal_states_backpropagate_in_one_call(monkeypatch):
         assert step_calls == chained.cost and len(calls) < T
         for got, want in zip(grads, ref_grads):
             torch.testing.assert_close(got, want, rtol=0, atol=1e-10, msg=f"m={memory}")
+
+
+def test_parameter_hooks_see_the_total_gradient_once():
+    """A hook on a parameter (``Tensor.register_hook``) runs once, on the unroll's total
+    gradient, as in plain BPTT: the executor's inner engine calls see parts of it."""
+    step, state0, inputs, params = make_gru()
+    weight, calls = params[1], []
+    handle = weight.register_hook(lambda grad: calls.append(1) or grad * 2)
+    try:
+        _, ref_grads, *_ = gradients(step, state0, inputs, params, None)
+        assert len(calls) == 1
+        calls.clear()
+        _, grads, *_ = gradients(step, state0, inputs, params, plan(T, 3, "msm", alpha=2))
+        assert len(calls) == 1
+    finally:
+        handle.remove()
+    assert not weight._backward_hooks  # the pause left the handle valid
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+
+
+def test_parameter_gradients_are_summed_in_place_across_engine_calls():
+    """The running parameter-gradient sums enter each engine call after the first as a
+    root, so the engine adds into them in place. An LSTM weight's contributions are
+    transposed views; without the seed each multi-step call summed them into a fresh
+    tensor (4 here). Counted with the profiler: a dispatch mode would hold references and
+    stop the engine from adding in place. Gradients stay those of plain BPTT."""
+    step, state0, inputs, params = make_lstm()
+    shape = list(params[1].shape)  # weight_hh
+    _, ref_grads, *_ = gradients(step, state0, inputs, params, None)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        _, grads, *_ = gradients(step, state0, inputs, params, plan(T, 6, "msm", alpha=3, chained_alpha=2))
+    events = prof.key_averages(group_by_input_shape=True)
+    fresh = sum(e.count for e in events if e.key == "aten::add" and e.input_shapes[:2] == [shape, shape])
+    in_place = sum(e.count for e in events if e.key == "aten::add_" and e.input_shapes[:2] == [shape, shape])
+    assert fresh == 0 and in_place >= T - 1, (fresh, in_place)
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-10)

@@ -595,18 +595,16 @@ class _Gradients:
             root_grads.append(torch.zeros_like(roots[-1]))
             del sums
         if roots:
-            with _tensor_hooks_paused(params):
-                grads = torch.autograd.grad(roots, targets, root_grads, allow_unused=True)
+            grads = torch.autograd.grad(roots, targets, root_grads, allow_unused=True)
         else:
             grads = [None] * len(targets)
         count = len(state_paths)
         self.state_grads = dict(zip(state_paths, grads[:count]))
         for index, grad in enumerate(grads[count : count + len(params)]):
-            if seeded[index]:
-                if grad is not None:  # a sum the engine made from ours: it is ours alone
-                    self.param_grads[index] = grad
-            elif grad is not None:  # Σ_t dL/dθ_t starts here; the engine may share this tensor
-                self.param_grads[index] = grad.clone()
+            if grad is not None:
+                # A seeded sum came back from the engine and is ours alone; a first
+                # contribution may be shared by the engine, so Σ_t dL/dθ_t starts from a copy.
+                self.param_grads[index] = grad if seeded[index] else grad.clone()
         input_grads = iter(grads[count + len(params) :])
         for graph in chain:
             for path in self.machine.input_grad_paths:
@@ -645,9 +643,9 @@ class _SeedGradients(torch.autograd.Function):
 def _tensor_hooks_paused(tensors: Iterable[torch.Tensor]):
     """Pause hooks registered with ``Tensor.register_hook`` on ``tensors``.
 
-    The executor's inner engine calls see parts of a parameter's gradient; its hooks must
-    see the total once, when the outer backward accumulates what the unroll returns (as in
-    plain BPTT). The hook dictionary is emptied and refilled in place, so handles stay valid."""
+    The executor's inner engine calls (the whole of its backward) see parts of a parameter's
+    gradient; its hooks must see the total once, when the outer backward accumulates what the
+    unroll returns (as in plain BPTT). The hook dictionary is emptied and refilled in place, so handles stay valid."""
     paused = []
     for tensor in tensors:
         hooks = tensor._backward_hooks
@@ -683,7 +681,8 @@ class _UnrollFunction(torch.autograd.Function):
         final_grads = dict(zip(ctx.final_paths, grads[len(ctx.output_paths) :]))
         gradients = _Gradients(machine, output_grads, final_grads)
         with torch.random.fork_rng(devices=machine.devices, enabled=machine.preserve_rng_state):
-            machine.run_backward(gradients)
+            with _tensor_hooks_paused(machine.params):
+                machine.run_backward(gradients)
         state_grads = [gradients.state_grads.get(p) for p in machine.state0_grad_paths]
         input_grads = [gradients.input_grads[p] for p in machine.input_grad_paths]
         return (None, None, None, *state_grads, *gradients.param_grads, *input_grads)

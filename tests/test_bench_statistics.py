@@ -1,5 +1,6 @@
 """The statistics behind the BPTT benchmark's paired comparisons (benchmarks/bptt.py),
-checked against enumeration of every sign pattern, not against the formulas they use."""
+checked against enumeration of every sign pattern, not against the formulas they use; and
+the floor its headline prices for any policy."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import random
 
 import pytest
 
-from benchmarks.bptt import median_interval, sign_test_p_value
+from benchmarks.bptt import Row, _headline, median_interval, sign_test_p_value
 
 
 def enumerated_sign_test(wins: int, trials: int) -> float:
@@ -50,3 +51,16 @@ def test_median_interval_is_the_narrowest_symmetric_one_with_95_percent_coverage
 def test_median_interval_is_unbounded_when_too_few_values():
     assert median_interval([1.0, 2.0, 3.0, 4.0, 5.0]) == (-math.inf, math.inf)
     assert median_interval([]) == (-math.inf, math.inf)
+
+
+def test_headline_prices_the_floor_under_any_policy_at_five_percent():
+    """T = 10 steps, a bound of 15 evaluations: 5 repeated steps at 0.1 s each (1 s for 10
+    steps without grad) over full BPTT's 2 s puts every policy at 1.25x or more."""
+    full = Row("full BPTT", 1.0, None, 1000, 2.0, 2.0, plan_cost=10)
+    sqrt = Row("checkpoint √T (4)", None, None, 60, 2.6, 2.6, plan_cost=20)
+    five = Row("MSM", 0.05, 50, 49, 2.7, 2.7, plan_cost=16, cost_lower_bound=15)
+    for row in (full, sqrt, five):
+        row.memory_ratio, row.timed_ratio = row.peak_bytes / 1000, row.timed_seconds / 2.0
+    headline = _headline([full, sqrt, five], sqrt_peak=60, seq_len=10, no_grad_forward_seconds=1.0, pairs=[])
+    assert headline["any_policy_at_5pct_min_time_ratio"] == pytest.approx(1.25)
+    assert headline["msm_at_5pct_time_ratio"] == pytest.approx(1.35)

@@ -118,6 +118,60 @@ def test_no_policy_beats_the_lower_bound_and_it_is_often_reached():
     assert plan(50, 1 + 49 * 4, "msm", alpha=5, chained_alpha=4).cost_lower_bound == 50  # room for plain BPTT
 
 
+def recurrence_tables(seq_len, memory, beta, alpha, mode, alpha1):
+    """The module docstring's recurrence, one (t, m, move, y) at a time. Ties: the sweep
+    first, then hidden, chained internal and internal moves, each from the smallest y."""
+    INF = float("inf")
+    Q = [[0 if m >= beta else INF for m in range(memory + 1)]]
+    move, split = [[0] * (memory + 1)], [[0] * (memory + 1)]
+    for t in range(1, seq_len + 1):
+        row, row_move, row_split = [], [], []
+        for m in range(memory + 1):
+            options = [(t + Q[t - 1][m], 0, t)]  # (a)
+            if mode in ("hsm", "msm") and m >= beta:
+                options += [(y + Q[t - y][m - beta] + Q[y][m], 1, y) for y in range(1, t)]  # (b)
+            if mode in ("ism", "msm"):
+                for y in range(1, t):
+                    stored = alpha1 if y == 1 else alpha
+                    if m >= stored and (y == 1 or alpha1 == alpha):
+                        options.append((y + Q[t - y][m - stored] + Q[y - 1][m], 2, y))  # (c), chained at y = 1
+                if alpha1 != alpha:
+                    options += [(y + Q[t - y][m - alpha] + Q[y - 1][m], 2, y) for y in range(2, t) if m >= alpha]
+            value, kind, y = options[0]
+            for option in options[1:]:
+                if option[0] < value:
+                    value, kind, y = option
+            fits = m >= beta and value < INF
+            row.append(value if fits else INF)
+            row_move.append(kind)
+            row_split.append(y)
+        Q.append(row)
+        move.append(row_move)
+        split.append(row_split)
+    return Q, move, split
+
+
+@pytest.mark.parametrize("mode", ["hsm", "ism", "msm"])
+def test_tables_equal_the_recurrence_evaluated_one_entry_at_a_time(mode):
+    """The vectorised tables, moves and split points, unreachable entries aside, equal a
+    plain evaluation of the recurrence (same tie order), for hidden states of 1 and 2 units
+    and chained internal states smaller than or equal to standalone ones."""
+    unreachable = bptt_plan._unreachable(40)[1]
+    for beta, alpha, alpha1 in ((1, 1, 1), (1, 3, 3), (1, 3, 2), (2, 5, 3), (2, 4, 4)):
+        for seq_len, memory in ((1, 3), (9, 12), (40, 25)):
+            Q, move, split = bptt_plan._tables(seq_len, memory, beta, alpha, mode, alpha1)
+            want_Q, want_move, want_split = recurrence_tables(seq_len, memory, beta, alpha, mode, alpha1)
+            for t in range(seq_len + 1):
+                for m in range(memory + 1):
+                    where = (beta, alpha, alpha1, seq_len, memory, t, m)
+                    if want_Q[t][m] == float("inf"):
+                        assert Q[t, m] >= unreachable, where
+                        continue
+                    assert Q[t, m] == want_Q[t][m], where
+                    if t > 0:
+                        assert (move[t, m], split[t, m]) == (want_move[t][m], want_split[t][m]), where
+
+
 @pytest.mark.parametrize("memory", [1, 2, 5, 10, 20])
 def test_hsm_equals_closed_form_for_all_lengths_up_to_1000(memory):
     Q, _, _ = bptt_plan._tables(1000, memory, 1, 1, "hsm")

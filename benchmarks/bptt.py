@@ -38,16 +38,19 @@ shared machine wall-clock mostly measures the neighbours, so the plot and the he
 CPU time (with one thread it is the compute time). On a CUDA device the ratios use wall-clock
 time between synchronisations instead, and each method's peak of the caching allocator
 (above the inputs and parameters) is reported beside the meter's figure as a cross-check.
-Timings are reported, never asserted; ratios are against full BPTT in the same run.
+Timings are reported, never asserted; ratios are against full BPTT in the same run. On CPU
+glibc's malloc is told to keep freed memory (:func:`keep_freed_memory`; ``--malloc-default``
+to leave it), so that no method pays page faults for memory the allocator gave back.
 
     python -m benchmarks.bptt [--quick] [--json PATH] [--png PATH] [--sqrt-pairs N]
                               [--headline-pairs N] [--device cuda] [--hidden H] [--batch B]
-                              [--modes msm] [--budgets 0.05,0.2]
+                              [--modes msm] [--budgets 0.05,0.2] [--malloc-default]
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import math
 import platform
@@ -78,9 +81,33 @@ class Setup:
     threads: int = 1
     seed: int = 0
     device: str = "cpu"
+    keep_freed_memory: bool = True  # CPU: see keep_freed_memory()
 
 
 HEADLINE_TIME_GOAL = 1.33  # issue #3: MSM at <= 5% of full BPTT's memory within 1.33x its time
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory in the process; False where it cannot (no glibc).
+
+    By default glibc hands large blocks back to the OS when they are freed (unmapping them,
+    or trimming the top of the heap), so the next unroll that needs them takes a page fault
+    per 4 KiB and the kernel zeroes each page. Full BPTT frees and re-allocates its whole
+    graph every unroll and, in some runs, paid 300,000+ faults and 0.4-0.6 s of system time
+    for it; the checkpointed unrolls, which reuse a little memory over and over, paid none.
+    That charges an allocator policy to the reference and flatters every ratio against it,
+    so on CPU the benchmark serves blocks up to 32 MiB from the heap and never trims it.
+    The setting lasts for the rest of the process."""
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
 
 QUICK = dict(seq_len=200, batch=16, hidden=128, input_size=32, budget_fractions=(0.05, 0.2))
 
@@ -256,6 +283,10 @@ def run_benchmark(setup: Setup, log=print) -> dict:
     times without, the repeats interleaved across methods (round-robin) so that a slow
     stretch of a shared machine hits them all alike; the best time of each is kept."""
     torch.set_num_threads(setup.threads)
+    malloc = "default"
+    if setup.keep_freed_memory and not _on_cuda(setup):
+        malloc = "glibc, freed memory kept (mallopt)" if keep_freed_memory() else "default (no glibc mallopt here)"
+        log(f"malloc: {malloc}")
     problem = LSTMProblem(setup)
     T = setup.seq_len
     rows: list[Row] = []
@@ -355,6 +386,7 @@ def run_benchmark(setup: Setup, log=print) -> dict:
     return {
         "headline": _headline(rows, sqrt_peak, T, min(no_grad_forward), pairs, headline_pairs),
         "clock": _clock_name(setup),
+        "malloc": malloc,
         "forward_without_grad_seconds": min(no_grad_forward),
         "sqrt_pairs_seconds": [{"msm": m, "sqrt": b} for m, b in pairs],
         "headline_pairs_seconds": [{"msm": m, "full": f} for m, f in headline_pairs],
@@ -509,8 +541,14 @@ def main(argv: list[str] | None = None) -> dict:
         "--headline-pairs", type=int, default=0, metavar="N",
         help="then time N back-to-back pairs of full BPTT and MSM at a 5%% budget (default 0)",
     )
+    parser.add_argument(
+        "--malloc-default", action="store_true",
+        help="leave glibc's malloc as it is: freed blocks go back to the OS and are faulted in again "
+        "(by default the benchmark keeps them, see keep_freed_memory)",
+    )
     args = parser.parse_args(argv)
     setup = Setup(**QUICK, repeats=2) if args.quick else Setup()
+    setup.keep_freed_memory = not args.malloc_default
     setup.threads = args.threads
     if args.repeats is not None:
         setup.repeats = args.repeats

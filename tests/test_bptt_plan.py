@@ -120,7 +120,7 @@ def test_no_policy_beats_the_lower_bound_and_it_is_often_reached():
 
 def recurrence_tables(seq_len, memory, beta, alpha, mode, alpha1):
     """The module docstring's recurrence, one (t, m, move, y) at a time. Ties: the sweep
-    first, then hidden, chained internal and internal moves, each from the smallest y."""
+    first, then hidden states, then internal states, each from the smallest y."""
     INF = float("inf")
     Q = [[0 if m >= beta else INF for m in range(memory + 1)]]
     move, split = [[0] * (memory + 1)], [[0] * (memory + 1)]
@@ -131,12 +131,10 @@ def recurrence_tables(seq_len, memory, beta, alpha, mode, alpha1):
             if mode in ("hsm", "msm") and m >= beta:
                 options += [(y + Q[t - y][m - beta] + Q[y][m], 1, y) for y in range(1, t)]  # (b)
             if mode in ("ism", "msm"):
-                for y in range(1, t):
+                for y in range(1, t):  # (c); at y = 1 the stored step is chained to the start
                     stored = alpha1 if y == 1 else alpha
-                    if m >= stored and (y == 1 or alpha1 == alpha):
-                        options.append((y + Q[t - y][m - stored] + Q[y - 1][m], 2, y))  # (c), chained at y = 1
-                if alpha1 != alpha:
-                    options += [(y + Q[t - y][m - alpha] + Q[y - 1][m], 2, y) for y in range(2, t) if m >= alpha]
+                    if m >= stored:
+                        options.append((y + Q[t - y][m - stored] + Q[y - 1][m], 2, y))
             value, kind, y = options[0]
             for option in options[1:]:
                 if option[0] < value:

@@ -586,14 +586,14 @@ class _Gradients:
         params = self.machine.params
         targets = [first.state_in[p] for p in state_paths] + list(params)
         targets += [graph.x_leaves[p] for graph in chain for p in self.machine.input_grad_paths]
-        sums, seeded = self.param_grads, [g is not None for g in self.param_grads]
+        seeded = [g is not None for g in self.param_grads]
         if roots and any(seeded):
             # The running sums enter the engine as the chain's first parameter gradients;
-            # it adds the chain's own contributions into them in place (see _SeedGradients).
-            self.param_grads = [None] * len(params)
-            roots.append(_SeedGradients.apply([sums], *params))
+            # it adds the chain's own contributions into them in place (see _SeedGradients),
+            # which needs the handover list to hold the only reference to them.
+            roots.append(_SeedGradients.apply([self.param_grads], *params))
             root_grads.append(torch.zeros_like(roots[-1]))
-            del sums
+            self.param_grads = [None] * len(params)
         if roots:
             grads = torch.autograd.grad(roots, targets, root_grads, allow_unused=True)
         else:
@@ -645,7 +645,8 @@ def _tensor_hooks_paused(tensors: Iterable[torch.Tensor]):
 
     The executor's inner engine calls (the whole of its backward) see parts of a parameter's
     gradient; its hooks must see the total once, when the outer backward accumulates what the
-    unroll returns (as in plain BPTT). The hook dictionary is emptied and refilled in place, so handles stay valid."""
+    unroll returns (as in plain BPTT). The hook dictionary is emptied and refilled in place,
+    so handles stay valid."""
     paused = []
     for tensor in tensors:
         hooks = tensor._backward_hooks

@@ -60,6 +60,10 @@ class Agent(nn.Module):
     def initial_state(self, batch_size: int, device: torch.device | None = None) -> State:
         return self.core.initial_state(batch_size, device)
 
+    def open_journal(self, state: State):
+        """The core's journal of in-place state changes, or ``None`` (see ``RecurrentCore``)."""
+        return self.core.open_journal(state)
+
     def pack_state(self, state: State) -> dict[str, torch.Tensor]:
         return self.core.pack_state(state)
 

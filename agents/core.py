@@ -89,6 +89,11 @@ class RecurrentCore(nn.Module):
             reset[name] = torch.where(mask, fresh[name].to(value.dtype), value)
         return reset
 
+    def open_journal(self, state: State):
+        """For checkpointed BPTT (``learners/bptt.py``): a core that updates part of
+        ``state`` in place returns a journal of those changes, opened now; others ``None``."""
+        return None
+
     def pack_state(self, state: State) -> dict[str, torch.Tensor]:
         """The state in a compact form for the rollout wire (default: unchanged)."""
         return {name: value.detach() for name, value in state.items()}

@@ -80,7 +80,10 @@ def learner(config: Config, agent) -> Learner:
     bptt, exploration = config.learner.bptt, config.exploration
     unroll = full_unroll
     if bptt.mode != "full":
-        unroll = BudgetedUnroll(bptt.mode, bptt.memory_budget, agent.parameters(), measure_every=bptt.measure_every)
+        unroll = BudgetedUnroll(
+            bptt.mode, bptt.memory_budget, agent.parameters(), measure_every=bptt.measure_every,
+            open_journal=agent.open_journal,
+        )
     intrinsic = None
     if exploration.kind == "pixelcnn":
         intrinsic = IntrinsicRewards(

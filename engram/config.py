@@ -339,15 +339,6 @@ class Config(Section):
             raise ValueError("exploration.update=per_batch needs exploration.pg=first_order")
         return self
 
-    @model_validator(mode="after")
-    def _checkpointing_supports_core(self) -> "Config":
-        if self.learner.bptt.mode != "full" and self.agent.core in ("sam", "sdnc"):
-            raise ValueError(
-                f"learner.bptt.mode={self.learner.bptt.mode} cannot recompute {self.agent.core}'s in-place memory yet; "
-                "use learner.bptt.mode=full (SAM's undo log already keeps its memory cost O(T·K·W))"
-            )
-        return self
-
     @property
     def rollouts_per_update(self) -> int:
         return self.learner.batch_size // self.resources.envs_per_actor

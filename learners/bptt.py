@@ -47,6 +47,20 @@ Contract for ``step_fn(state, x_t) -> (new_state, out_t)``
   ``step_fn`` is an ``nn.Module`` or a bound method of one). A forgotten one raises.
 * Double backward (``create_graph=True``) through the unroll is not supported.
 
+State updated in place (SAM's memory)
+-------------------------------------
+A core that updates part of its state in place (SAM / SDNC: the memory, usage and link
+tables, ``agents/sam/undo_log.py``) cannot be checkpointed by keeping references: every
+state shares those tables. Such a core opens a *journal* on the state and the executor
+takes it as ``journal``: an object with ``mark() -> position``, ``rewind(position)``,
+``close()`` and ``tables`` (the tensors changed in place). The journal records every
+in-place change, with or without grad; the executor marks it with each checkpoint and
+rewinds it on each RESTORE, so a recomputed segment starts from the tables as they were
+at its checkpoint. ``tables`` pass through as non-differentiable state (no gradient flows
+into them through the state; SAM's own Functions carry ∂L/∂M) and are never copied into a
+checkpoint. After the backward pass the tables are back at their value before step 0 and
+the journal is closed.
+
 Memory accounting (ARCHITECTURE.md "Conventions")
 -------------------------------------------------
 :class:`SavedTensorMeter` counts bytes held for backward: tensors saved by autograd (via
@@ -218,12 +232,15 @@ class StepBytes:
             output state (storages shared between them counted once).
         chained_internal_bytes: the same for a step whose input state is held already
             (the output of the step before it): what plain BPTT holds per step.
+        fixed_bytes: held whatever the plan: state updated in place (SAM's memory tables)
+            and its journal over the whole unroll. :func:`make_plan` plans the rest.
     """
 
     hidden_bytes: int
     internal_bytes: int
     stored_internal_bytes: int | None = None
     chained_internal_bytes: int | None = None
+    fixed_bytes: int = 0
 
     @property
     def alpha(self) -> float:
@@ -236,30 +253,38 @@ def measure_step_bytes(
     state: Mapping,
     inputs_t: Mapping,
     parameters: Iterable[torch.Tensor] | None = None,
+    in_place: Iterable[torch.Tensor] = (),
 ) -> StepBytes:
     """Trace two chained steps with grad and measure hidden and internal state bytes.
 
     ``inputs_t`` is one time step of the inputs (``[B, ...]`` leaves), fed to both steps.
     The global RNG is restored afterwards, so measuring does not change a seeded run.
+    ``in_place``: state tensors updated in place (a journal's ``tables``); they are not
+    part of a hidden state, and the caller must rewind them after the two steps.
     """
     params = _resolve_parameters(step_fn, parameters)
     state_flat = _flatten(state)
+    constant = {_storage_key(t) for t in in_place}
+
+    def differentiable(value):
+        return _is_float(value) and _storage_key(value) not in constant
+
     hidden = {}
     for value in state_flat.values():
-        if _is_float(value):
+        if differentiable(value):
             hidden[_storage_key(value)] = _storage_bytes(value)
     x_flat = _flatten(inputs_t)
-    meter = SavedTensorMeter(exclude=list(x_flat.values()) + params)
+    meter = SavedTensorMeter(exclude=list(x_flat.values()) + params + list(in_place))
     with torch.random.fork_rng(devices=_cuda_devices(state_flat, x_flat)), torch.enable_grad(), meter:
-        leaves = {p: (v.detach().requires_grad_() if _is_float(v) else v) for p, v in state_flat.items()}
+        leaves = {p: (v.detach().requires_grad_() if differentiable(v) else v) for p, v in state_flat.items()}
         new_state, out = step_fn(_unflatten(leaves), _unflatten(x_flat))
         internal = meter.live_bytes
         new_flat = _flatten(new_state)
-        held = [meter.hold(v) for v in new_flat.values() if _is_float(v)]
+        held = [meter.hold(v) for v in new_flat.values() if differentiable(v)]
         stored = meter.live_bytes
-        chained_leaves = {p: (v.detach().requires_grad_() if _is_float(v) else v) for p, v in new_flat.items()}
+        chained_leaves = {p: (v.detach().requires_grad_() if differentiable(v) else v) for p, v in new_flat.items()}
         second_state, second_out = step_fn(_unflatten(chained_leaves), _unflatten(x_flat))
-        held += [meter.hold(v) for v in _flatten(second_state).values() if _is_float(v)]
+        held += [meter.hold(v) for v in _flatten(second_state).values() if differentiable(v)]
         chained = meter.live_bytes - stored
         del new_state, out, new_flat, chained_leaves, second_state, second_out, held
     return StepBytes(
@@ -278,11 +303,24 @@ def make_plan(mode: str, seq_len: int, budget_bytes: int | str, step_bytes: Step
         raise ValueError(f"unroll mode must be one of {UNROLL_MODES}, got {mode!r}")
     if mode == "full":
         return None
-    return plan_for_budget(
-        seq_len, budget_bytes, step_bytes.hidden_bytes, step_bytes.internal_bytes, mode=mode,
-        stored_internal_bytes=step_bytes.stored_internal_bytes,
-        chained_internal_bytes=step_bytes.chained_internal_bytes,
-    )
+    budget, fixed = parse_bytes(budget_bytes), step_bytes.fixed_bytes
+    try:
+        return plan_for_budget(
+            seq_len, max(budget - fixed, 0), step_bytes.hidden_bytes, step_bytes.internal_bytes, mode=mode,
+            stored_internal_bytes=step_bytes.stored_internal_bytes,
+            chained_internal_bytes=step_bytes.chained_internal_bytes,
+        )
+    except BudgetTooSmallError as error:
+        if not fixed:
+            raise
+        minimum = error.minimum_bytes + fixed
+        raise BudgetTooSmallError(
+            f"a memory budget of {budget} bytes is below the feasible minimum of {minimum} bytes: "
+            f"{fixed} B are held whatever the plan (state updated in place and its journal over "
+            f"{seq_len} steps), and the plan needs at least {error.minimum_bytes} B more; "
+            f"raise the budget to at least {minimum} bytes",
+            minimum,
+        ) from None
 
 
 # --------------------------------------------------------------------------------------
@@ -329,10 +367,14 @@ class _Checkpoint:
     """A stack entry: the hidden state ``s_position``, or a stored internal state of step
     ``position - 1`` (``graph``) whose output is that state."""
 
-    __slots__ = ("position", "_state", "rng", "graph", "held")
+    __slots__ = ("position", "_state", "rng", "graph", "held", "mark")
 
-    def __init__(self, position: int, state: dict[Path, Any] | None, rng: Any, graph: _StepGraph | None = None, held=()):
+    def __init__(
+        self, position: int, state: dict[Path, Any] | None, rng: Any, graph: _StepGraph | None = None, held=(),
+        mark: Any = None,
+    ):
         self.position = position
+        self.mark = mark  # the journal's position at this state, if there is a journal
         self._state = state  # detached; for an internal state, made from the graph on first use
         self.rng = rng  # None when the plan never restores this entry
         self.graph = graph
@@ -346,22 +388,27 @@ class _Checkpoint:
 
 
 def _detached(flat: dict[Path, Any]) -> dict[Path, Any]:
-    return {p: (v.detach() if isinstance(v, torch.Tensor) else v) for p, v in flat.items()}
+    """The leaves cut from the graph. A tensor outside autograd stays the same object, so
+    anything attached to it (SAM's undo log, LRU heap and index) stays with it."""
+    return {p: (v.detach() if isinstance(v, torch.Tensor) and v.requires_grad else v) for p, v in flat.items()}
 
 
 class _Machine:
     """Runs a plan's actions; the forward part on call, the rest inside backward."""
 
-    def __init__(self, step_fn, plan_, state0, inputs, params, meter, preserve_rng_state):
+    def __init__(self, step_fn, plan_, state0, inputs, params, meter, preserve_rng_state, journal=None):
         self.step_fn = step_fn
+        self.journal = journal
+        self.in_place = {_storage_key(t) for t in getattr(journal, "tables", ())}
         self.plan = plan_
         self.params = params
         self.meter = meter
         self.state0 = _detached(state0)
+        self.state0_versions = {p: v._version for p, v in self.state0.items() if isinstance(v, torch.Tensor)}
         self.inputs = inputs  # flat {path: [T, ...]}
         self.input_steps = {p: v.detach().unbind(0) for p, v in inputs.items()}  # {path: T views}
         self.input_grad_paths = [p for p, v in inputs.items() if _is_float(v) and v.requires_grad]
-        self.state0_grad_paths = [p for p, v in state0.items() if _is_float(v) and v.requires_grad]
+        self.state0_grad_paths = [p for p, v in state0.items() if self.differentiable(v) and v.requires_grad]
         self.preserve_rng_state = preserve_rng_state
         self.devices = _cuda_devices(state0, inputs)
         self.calls = 0
@@ -373,6 +420,13 @@ class _Machine:
         self.final_state: dict[Path, Any] | None = None
         self.next_action = 0
         self.restored = plan_.restored_pushes  # entries that need their RNG state (cached on the plan)
+
+    def differentiable(self, value: Any) -> bool:
+        """A float state leaf that is not a table the journal updates in place."""
+        return _is_float(value) and _storage_key(value) not in self.in_place
+
+    def _mark(self) -> Any:
+        return self.journal.mark() if self.journal is not None else None
 
     # -- running steps ------------------------------------------------------------------
 
@@ -417,7 +471,7 @@ class _Machine:
         previous = top.graph if top is not None and top.graph is not None and top.position == step else None
         state_in = {}
         for path, value in self.cursor_state.items():
-            if not _is_float(value):
+            if not self.differentiable(value):
                 state_in[path] = value
             elif previous is not None and previous.new_state[path].requires_grad:
                 state_in[path] = previous.new_state[path]
@@ -431,7 +485,7 @@ class _Machine:
     def _hold(self, tensors: Iterable[Any]) -> list:
         if self.meter is None:
             return []
-        return [self.meter.hold(t) for t in tensors if _is_float(t)]
+        return [self.meter.hold(t) for t in tensors if self.differentiable(t)]
 
     def _rng(self, index: int):
         """The RNG state for the entry pushed by action ``index``, if it is ever restored."""
@@ -452,7 +506,8 @@ class _Machine:
 
     def run_forward(self) -> None:
         """Actions up to the first backprop; leaves that step's graph pending."""
-        self.stack.append(_Checkpoint(0, self.state0, self._rng(-1)))
+        self.start_mark = self._mark()
+        self.stack.append(_Checkpoint(0, self.state0, self._rng(-1), mark=self._mark()))
         self.cursor_position, self.cursor_state = 0, self.state0
         stop = self.plan.first_backprop_index
         with torch.enable_grad():
@@ -462,6 +517,19 @@ class _Machine:
         self.next_action = stop + 1
         self.final_state = _detached(self.pending.new_state)
         self._check_parameters(self.pending)
+        self._check_state_unchanged()
+
+    def _check_state_unchanged(self) -> None:
+        """Raise if a step changed a tensor of ``state0`` in place outside the journal:
+        recomputing from a checkpoint would then start from the wrong values."""
+        for path, version in self.state0_versions.items():
+            value = self.state0[path]
+            if value._version != version and _storage_key(value) not in self.in_place:
+                raise ValueError(
+                    f"step_fn changed the state tensor {'.'.join(map(str, path))} in place, so checkpoints "
+                    "cannot hold it; a core that updates its state in place must pass its journal "
+                    "(journal=core.open_journal(state0), see learners.bptt)"
+                )
 
     def _execute(self, index: int) -> None:
         action = self.plan.actions[index]
@@ -470,18 +538,22 @@ class _Machine:
             top = self.stack[-1]
             self.cursor_position, self.cursor_state = top.position, top.state
             self._set_rng(top.rng)
+            if self.journal is not None:
+                self.journal.rewind(top.mark)
         elif op is Op.ADVANCE:
             self._advance(action.count)
         elif op is Op.PUSH_HIDDEN:
             state = _detached(self.cursor_state)
-            self.stack.append(_Checkpoint(self.cursor_position, state, self._rng(index), held=self._hold(state.values())))
+            self.stack.append(_Checkpoint(
+                self.cursor_position, state, self._rng(index), held=self._hold(state.values()), mark=self._mark()
+            ))
         elif op is Op.PUSH_INTERNAL:
             graph = self._run_with_grad()
             # The cursor keeps the graph's output: a chained step reads it through the graph,
             # an ADVANCE runs without grad, and a PUSH_HIDDEN or RESTORE detaches it.
             self.cursor_position, self.cursor_state = graph.step + 1, graph.new_state
             held = self._hold(graph.new_state.values())
-            self.stack.append(_Checkpoint(graph.step + 1, None, self._rng(index), graph=graph, held=held))
+            self.stack.append(_Checkpoint(graph.step + 1, None, self._rng(index), graph=graph, held=held, mark=self._mark()))
         elif op is Op.POP_HIDDEN:
             self.stack.pop()
         else:
@@ -520,6 +592,15 @@ class _Machine:
                     self._execute(index)
                     index += 1
         self.stack.clear()
+        self.close_journal(rewind=True)
+
+    def close_journal(self, rewind: bool) -> None:
+        """End the journal, first putting the tables back at their value before step 0."""
+        if self.journal is not None:
+            if rewind:
+                self.journal.rewind(self.start_mark)
+            self.journal.close()
+            self.journal = None
 
     def _check_parameters(self, graph: _StepGraph) -> None:
         """Raise if the step reached a tensor requiring grad that is not a declared input."""
@@ -710,6 +791,7 @@ def checkpointed_unroll(
     parameters: Iterable[torch.Tensor] | None = None,
     preserve_rng_state: bool = True,
     meter: SavedTensorMeter | None = None,
+    journal: Any = None,
 ) -> tuple[dict, dict]:
     """Run ``step_fn`` over time with a memory-bounded backward (module docstring).
 
@@ -724,6 +806,8 @@ def checkpointed_unroll(
         preserve_rng_state: save/restore the RNG at checkpoints so recomputation replays
             random draws exactly.
         meter: if given, the executor registers its hidden-state checkpoints with it.
+        journal: for a step that updates part of its state in place, the journal the core
+            opened on ``state0`` (module docstring); closed when the backward pass ends.
 
     Returns:
         ``(outputs, final_state)``: ``outputs`` has ``out_t``'s structure with leaves
@@ -738,20 +822,25 @@ def checkpointed_unroll(
     if len(lengths) != 1:
         raise ValueError(f"all inputs must share the time dimension, got lengths {sorted(lengths)}")
     (seq_len,) = lengths
+    if plan is None and journal is not None:
+        raise ValueError("a journal is for checkpointed plans; plain BPTT reverts in-place state in its own backward")
     if plan is None or not torch.is_grad_enabled():  # no backward: nothing to checkpoint
-        return _full_unroll(step_fn, state0, inputs_flat, seq_len)
+        unrolled = _full_unroll(step_fn, state0, inputs_flat, seq_len)
+        if journal is not None:
+            journal.close()
+        return unrolled
     if plan.seq_len != seq_len:
         raise ValueError(f"plan is for T={plan.seq_len} steps but inputs have T={seq_len}")
     params = _resolve_parameters(step_fn, parameters)
     state0_flat = _flatten(state0)
-    machine = _Machine(step_fn, plan, state0_flat, inputs_flat, params, meter, preserve_rng_state)
+    machine = _Machine(step_fn, plan, state0_flat, inputs_flat, params, meter, preserve_rng_state, journal)
     machine.run_forward()
 
     recorded = machine.recorded
     output_paths = list(recorded[0])
     float_outputs = [p for p in output_paths if _is_float(recorded[0][p])]
     other_outputs = {p: torch.stack([recorded[t][p] for t in range(seq_len)]) for p in output_paths if p not in float_outputs}
-    final_float = [p for p, v in machine.final_state.items() if _is_float(v)]
+    final_float = [p for p, v in machine.final_state.items() if machine.differentiable(v)]
     differentiable = [state0_flat[p] for p in machine.state0_grad_paths] + params
     differentiable += [inputs_flat[p] for p in machine.input_grad_paths]
 
@@ -760,6 +849,7 @@ def checkpointed_unroll(
     else:
         machine.pending = None
         machine.stack.clear()
+        machine.close_journal(rewind=False)  # nothing will be back-propagated: keep the tables at step T
         results = [torch.stack([recorded[t][p] for t in range(seq_len)]) for p in float_outputs]
         results += [machine.final_state[p] for p in final_float]
     machine.recorded = None  # the stacked copies are all that is kept

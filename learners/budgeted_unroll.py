@@ -6,11 +6,16 @@ step keeps for its backward), plans the cheapest schedule that fits ``budget_byt
 and caches it. The executor's forward keeps only the plan's checkpoints; the loss over the
 stacked per-step outputs then injects each step's gradient into the checkpointed
 backward, so an unroll of thousands of steps never holds its whole graph.
+
+A core that updates state in place (SAM, SDNC) opens a journal on each unroll's start
+state (``open_journal``); its tables and the journal's bytes over the unroll are a fixed
+part of the budget, and the plan gets the rest.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import torch
 
@@ -33,9 +38,11 @@ class BudgetedUnroll:
             ``measure_every``-th after it. The meter runs Python on every saved tensor
             (about 7% of an Atari unroll and backward at batch 8), so the unrolls in between run
             without it; ``metrics()`` reports the latest measurement.
+        open_journal: ``open_journal(state0) -> journal or None``, for cores that update
+            their state in place (``Agent.open_journal``); ``None`` for cores that do not.
     """
 
-    def __init__(self, mode: str, budget: int | str, parameters, measure_every: int = 1):
+    def __init__(self, mode: str, budget: int | str, parameters, measure_every: int = 1, open_journal=None):
         if mode not in ("hsm", "ism", "msm"):
             raise ValueError(f"budgeted unroll mode must be hsm, ism or msm, got {mode!r}")
         if measure_every < 1:
@@ -44,28 +51,66 @@ class BudgetedUnroll:
         self.budget_bytes = bptt.parse_bytes(budget)
         self.parameters = list(parameters)
         self.measure_every = measure_every
+        self.open_journal = open_journal
+        self.journal = None  # the latest unroll's, kept for its byte counts
+        self.fixed_bytes = 0
         self._plans: dict[int, bptt.Plan] = {}
         self.meter: bptt.SavedTensorMeter | None = None  # set during a metered unroll only
         self.measured_peak_bytes: int | None = None
         self.unrolls = 0
         self.plan: bptt.Plan | None = None
 
-    def _plan_for(self, step_fn, state0, inputs, length: int) -> bptt.Plan:
+    def _plan_for(self, step_fn, state0, inputs, length: int, journal) -> bptt.Plan:
         if length not in self._plans:
-            sizes = bptt.measure_step_bytes(step_fn, state0, step_slice(inputs, 0), self.parameters)
+            x0 = step_slice(inputs, 0)
+            if journal is None:
+                sizes = bptt.measure_step_bytes(step_fn, state0, x0, self.parameters)
+            else:
+                sizes = self._measure_with_journal(step_fn, state0, x0, journal, length)
+            self.fixed_bytes = sizes.fixed_bytes
             self._plans[length] = bptt.make_plan(self.mode, length, self.budget_bytes, sizes)
         return self._plans[length]
 
+    def _measure_with_journal(self, step_fn, state0, x0, journal, length: int) -> bptt.StepBytes:
+        """Step sizes plus the fixed bytes: the in-place tables and a bound on the journal
+        over ``length`` steps. Two trial steps are logged (the larger counts), then the
+        tables are rewound and the steps' choices forgotten. Resets inside the unroll log the
+        rows they clear: each row once (the journal's ``reset_reserve``), and again only
+        after a write to it, whose entry was at least as large: at most the per-step bytes
+        once more."""
+        mark = journal.mark()
+        logged = [journal.stored_bytes()]
+
+        def counted(state, x):
+            result = step_fn(state, x)
+            logged.append(journal.stored_bytes())
+            return result
+
+        sizes = bptt.measure_step_bytes(counted, state0, x0, self.parameters, in_place=journal.tables)
+        journal.rewind(mark)
+        journal.forget_choices_after(mark)
+        per_step = max(after - before for before, after in zip(logged, logged[1:]))
+        fixed = _table_bytes(journal) + 2 * length * per_step + journal.reset_reserve
+        return dataclasses.replace(sizes, fixed_bytes=fixed)
+
     def __call__(self, step_fn, state0, inputs):
         length = next(iter(v for v in inputs.values() if isinstance(v, torch.Tensor))).shape[0]
-        self.plan = self._plan_for(step_fn, state0, inputs, length)
+        journal = self.journal = self.open_journal(state0) if self.open_journal is not None else None
+        try:
+            self.plan = self._plan_for(step_fn, state0, inputs, length, journal)
+        except Exception:
+            if journal is not None:
+                journal.close()
+            raise
         self.meter = None
         if self.unrolls % self.measure_every == 0:
             leaves = [v for x in inputs.values() for v in (x.values() if isinstance(x, dict) else [x])]
             self.meter = bptt.SavedTensorMeter(exclude=leaves + self.parameters)
         self.unrolls += 1
         with self.meter or contextlib.nullcontext():
-            return bptt.checkpointed_unroll(step_fn, state0, inputs, self.plan, parameters=self.parameters, meter=self.meter)
+            return bptt.checkpointed_unroll(
+                step_fn, state0, inputs, self.plan, parameters=self.parameters, meter=self.meter, journal=journal
+            )
 
     @contextlib.contextmanager
     def backward_context(self):
@@ -74,15 +119,23 @@ class BudgetedUnroll:
             yield
         if self.meter is not None:
             self.measured_peak_bytes = self.meter.peak_bytes
+            if self.journal is not None:  # an upper bound: the two peaks need not coincide
+                self.measured_peak_bytes += _table_bytes(self.journal) + self.journal.peak_bytes
 
     def metrics(self) -> dict[str, float]:
         if self.plan is None:
             return {}
         metrics = {
             "bptt/recompute_ratio": self.plan.cost / self.plan.seq_len,
-            "bptt/planned_bytes": float(self.plan.peak_bytes),
+            "bptt/planned_bytes": float(self.plan.peak_bytes + self.fixed_bytes),
             "bptt/budget_bytes": float(self.budget_bytes),
         }
+        if self.fixed_bytes:
+            metrics["bptt/fixed_bytes"] = float(self.fixed_bytes)
         if self.measured_peak_bytes is not None:
             metrics["bptt/measured_peak_bytes"] = float(self.measured_peak_bytes)
         return metrics
+
+
+def _table_bytes(journal) -> int:
+    return sum(t.untyped_storage().nbytes() for t in journal.tables)

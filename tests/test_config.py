@@ -73,3 +73,18 @@ def test_cli_config_error_exits_2_and_writes_no_run_folder(tmp_path, capsys):
 def test_cli_missing_config_exits_2(tmp_path, capsys):
     assert main(["train", str(tmp_path / "nope.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_memory_cores_take_a_checkpointed_unroll_with_their_journal():
+    from engram import build
+    from learners.budgeted_unroll import BudgetedUnroll
+
+    overrides = ["learner.bptt.mode=msm", "learner.bptt.memory_budget=512MiB", "agent.memory.memory_slots=64"]
+    config = load_config(CONFIGS[0].parent / "pong_sam.yaml", overrides)
+    agent = build.agent_factory(config, build.probe_env(config))()
+    unroll = build.learner(config, agent).unroll
+    assert isinstance(unroll, BudgetedUnroll) and unroll.mode == "msm"
+    state = agent.initial_state(2)
+    journal = unroll.open_journal(state)
+    assert journal.tables[0] is state["memory"]
+    journal.close()

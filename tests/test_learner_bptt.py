@@ -26,6 +26,19 @@ def _rollouts(core="lstm", T=24):
     return agent, [rollout]
 
 
+def assert_same_update(plain, budgeted, rollouts):
+    """One update each: equal losses, gradient norm and new weights; the budgeted one within
+    its budget. Returns the budgeted update's metrics."""
+    plain_metrics = plain.update(rollouts, learner_version=0)
+    budget_metrics = budgeted.update(rollouts, learner_version=0)
+    for name in ("loss/policy", "loss/value", "loss/entropy", "learner/grad_norm"):
+        assert budget_metrics[name] == pytest.approx(plain_metrics[name], rel=1e-10, abs=1e-12), name
+    for (name, a), b in zip(plain.agent.state_dict().items(), budgeted.agent.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+    assert budget_metrics["bptt/measured_peak_bytes"] <= budget_metrics["bptt/budget_bytes"]
+    return budget_metrics
+
+
 @pytest.mark.parametrize("core", ["lstm", "straw"])
 @pytest.mark.parametrize("mode", ["hsm", "ism", "msm"])
 def test_budgeted_update_equals_plain_bptt(core, mode):
@@ -44,14 +57,43 @@ def test_budgeted_update_equals_plain_bptt(core, mode):
     unroll = BudgetedUnroll(mode, 3 * error.value.minimum_bytes, budget_agent.parameters())
     budgeted = Learner(budget_agent, settings, unroll=unroll)
 
-    plain_metrics = plain.update(rollouts, learner_version=0)
-    budget_metrics = budgeted.update(rollouts, learner_version=0)
-    for name in ("loss/policy", "loss/value", "loss/entropy", "learner/grad_norm"):
-        assert budget_metrics[name] == pytest.approx(plain_metrics[name], rel=1e-10, abs=1e-12), name
-    for (name, a), b in zip(plain.agent.state_dict().items(), budgeted.agent.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+    budget_metrics = assert_same_update(plain, budgeted, rollouts)
     assert budget_metrics["bptt/recompute_ratio"] > 1.0
-    assert budget_metrics["bptt/measured_peak_bytes"] <= budget_metrics["bptt/budget_bytes"]
+
+
+MEMORY_OPTIONS = {"hidden_size": 16, "memory_slots": 64, "word_size": 8, "num_heads": 2, "top_k": 4}
+
+
+@pytest.mark.parametrize("core", ["sam", "sdnc"])
+def test_memory_core_budgeted_update_equals_plain_bptt(core):
+    """SAM / SDNC: the memory, usage and links are updated in place; the journal rewinds
+    them for every recomputed segment, and the tables' bytes are a fixed part of the budget."""
+    env_factory = functools.partial(make_vector_env, "memory_cue", 4, seed=0, options={"delay": 5})
+    agent_factory = functools.partial(build_agent, (4,), 2, torso_size=16, core=core, core_options=MEMORY_OPTIONS)
+    worker = RolloutWorker(0, env_factory, agent_factory, 20, seed=2)
+    agent = agent_factory()
+    weights = PublishedWeights(0, [agent.state_dict()])
+    worker.unroll(weights)
+    rollout = wire.decode(worker.unroll(weights))  # starts from a memory in use
+    assert rollout.initial_state["rows_index"].shape[1] > 0
+    rollout.initial_state = {k: v.astype("float64") if v.dtype.kind == "f" else v
+                             for k, v in rollout.initial_state.items()}
+    agent = agent.double()
+    settings = LearnerSettings(optimizer="adam", learning_rate=1e-3)
+    plain = Learner(copy.deepcopy(agent), settings)
+    budget_agent = copy.deepcopy(agent)
+    unroll = BudgetedUnroll("msm", 1, budget_agent.parameters(), open_journal=budget_agent.open_journal)
+    with pytest.raises(BudgetTooSmallError, match="held whatever the plan") as error:
+        Learner(budget_agent, settings, unroll=unroll).update([rollout], learner_version=0)
+    assert unroll.fixed_bytes > 4 * 64 * 8 * 8  # at least the memory table
+    unroll = BudgetedUnroll("msm", error.value.minimum_bytes + 2048, budget_agent.parameters(),
+                            open_journal=budget_agent.open_journal)
+    budgeted = Learner(budget_agent, settings, unroll=unroll)
+
+    budget_metrics = assert_same_update(plain, budgeted, [rollout])
+    assert budget_metrics["bptt/recompute_ratio"] > 1.5
+    assert budget_metrics["bptt/fixed_bytes"] == unroll.fixed_bytes
+    assert budget_metrics["bptt/planned_bytes"] <= budget_metrics["bptt/budget_bytes"]
 
 
 def test_bytes_are_metered_on_the_first_and_every_nth_unroll():

@@ -33,8 +33,15 @@ from agents.sam import usage as usage_lib
 from agents.sam.index import make_index
 from agents.sam.sparse_read import sparse_read
 from agents.sam.sparse_write import sparse_write, write_weights
-from agents.sam.undo_log import SparseWrite, open_log, start_token, undo_log_for
+from agents.sam.undo_log import SparseWrite, UndoLog, open_log, start_token, undo_log_for
 
+
+def rows_in_use(in_use: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
+    """Flat indices ``b·N + i`` ``[P]`` of the rows with ``in_use`` ``[B, N]`` set, over
+    ``sequences`` ``[R]``: what a reset must log before it clears a table."""
+    chosen = torch.zeros_like(in_use)
+    chosen[sequences] = in_use[sequences]
+    return torch.nonzero(chosen.reshape(-1)).view(-1)
 
 
 def oneplus(x: torch.Tensor) -> torch.Tensor:
@@ -136,11 +143,33 @@ class SparseMemoryCore(RecurrentCore):
             return usage_lib.attached_heap(usage).least_recently_used(self.num_heads).to(usage.device)
         return usage_lib.least_recently_used(usage, self.num_heads)
 
-    def _record(self, state: State, indices: torch.Tensor, weights: torch.Tensor) -> None:
-        """U(2) update for accesses ``indices``/``weights`` ``[B, M]``."""
+    def _record(self, state: State, log, indices: torch.Tensor, weights: torch.Tensor) -> None:
+        """U(2) update for accesses ``indices``/``weights`` ``[B, M]`` (logged in a journal)."""
+        if log is not None and log.journal:
+            log.record_rows(state["usage"], log.flat(indices).reshape(-1))
         usage_lib.record_access(state["usage"], state["time"], indices, weights, self.usage_threshold)
         if self._use_heap(state["usage"]):
             usage_lib.attached_heap(state["usage"]).pushed(indices)
+
+    def _watch(self, log, usage: torch.Tensor) -> None:
+        """Keep the side structures in step with rows the log reverts (once per log)."""
+        if log is None or log.on_revert:
+            return
+        memory = log.memory
+
+        def reverted(table, flat_rows):
+            if table is memory and self.index.name == "faiss":
+                self.index.reverted(memory, flat_rows)
+            elif table is usage and self._use_heap(usage):
+                usage_lib.attached_heap(usage).restored(flat_rows)
+
+        log.on_revert.append(reverted)
+
+    def _search(self, memory, log, query: torch.Tensor, k: int) -> torch.Tensor:
+        """s_t, the top-``k`` rows; a journal replays a recomputed step's first answer."""
+        if log is None:
+            return self.index.search(memory, query, k)
+        return log.replay(lambda: self.index.search(memory, query, k))
 
     # -- one step -------------------------------------------------------------------------
     def _split_interface(self, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -160,7 +189,7 @@ class SparseMemoryCore(RecurrentCore):
 
     def _read(self, state, new_state, memory, log, token, interface):
         """Content read; subclasses add read modes. Returns (r_t, w^R_t, s_t, token)."""
-        indices = self.index.search(memory, interface["query"], self.top_k)  # s_t
+        indices = self._search(memory, log, interface["query"], self.top_k)  # s_t
         read, weights, token = sparse_read(
             memory, log, token, interface["query"], interface["strength"], indices
         )
@@ -171,8 +200,7 @@ class SparseMemoryCore(RecurrentCore):
         memory, usage = state["memory"], state["usage"]
         recording = torch.is_grad_enabled()
         log = undo_log_for(memory) if recording else open_log(memory)
-        if log is not None and self.index.name == "faiss" and not log.on_revert:
-            log.on_revert.append(lambda rows, m=memory: self.index.reverted(m, rows))
+        self._watch(log, usage)
         token = start_token(state["token"])
         time = state["time"] + 1
         state = dict(state, time=time)
@@ -189,15 +217,15 @@ class SparseMemoryCore(RecurrentCore):
             interface["write_gate"], interface["interpolation_gate"],
         )
         token = sparse_write(memory, log, token, weights, indices, interface["add"], least_used)
-        self._record(state, indices.reshape(B, -1), weights.reshape(B, -1))
+        self._record(state, log, indices.reshape(B, -1), weights.reshape(B, -1))
         self.index.written(memory, indices.reshape(B, -1))
-        state.update(self._after_write(state, weights, indices))
+        state.update(self._after_write(state, log, weights, indices))
 
         # read from M_t (eqs. 1–2)
         read, read_weights, read_indices, token = self._read(
             state, None, memory, log, token, interface
         )
-        self._record(state, read_indices.reshape(B, -1), read_weights.reshape(B, -1))
+        self._record(state, log, read_indices.reshape(B, -1), read_weights.reshape(B, -1))
 
         output = self.output(torch.cat([hidden, read.reshape(B, -1)], dim=1))  # y_t
         new_state = dict(
@@ -217,8 +245,9 @@ class SparseMemoryCore(RecurrentCore):
         }
         return CoreOutput(features=output, telemetry=telemetry), new_state
 
-    def _after_write(self, state: State, weights: torch.Tensor, indices: torch.Tensor) -> State:
-        """Hook after the write of step t (SDNC updates its links); returns state updates."""
+    def _after_write(self, state: State, log, weights: torch.Tensor, indices: torch.Tensor) -> State:
+        """Hook after the write of step t (SDNC updates its links, logged in a journal);
+        returns state updates."""
         return {}
 
     # -- episode boundaries ---------------------------------------------------------------
@@ -250,6 +279,8 @@ class SparseMemoryCore(RecurrentCore):
             memory, log, empty.long(), erase, mask,
         )
         with torch.no_grad():
+            if log is not None and log.journal:
+                log.record_rows(usage, rows_in_use(usage != 0, sequences))
             usage[sequences] = 0
         if self._use_heap(usage):
             heap = usage_lib.attached_heap(usage)
@@ -267,6 +298,19 @@ class SparseMemoryCore(RecurrentCore):
                 mask_b = first.view(B, *([1] * (value.dim() - 1)))
                 reset[name] = torch.where(mask_b, fresh[name].to(value.dtype), value)
         return reset
+
+    def open_journal(self, state: State) -> UndoLog:
+        """A journal-mode undo log on ``state``'s memory covering every row table, for
+        checkpointed BPTT: it rewinds memory, usage (and links) to any earlier step."""
+        log = UndoLog.open_journal(state["memory"])
+        log.tables = [state[name] for name in self.row_tables]
+        # A reset logs the rows in use. The first time a row is erased, it may hold anything
+        # (this reserve: every row once); erasing it again needs a write in between, which
+        # was logged with at least as many bytes.
+        row_bytes = sum(8 + t[0, 0].numel() * t.element_size() for t in log.tables)
+        log.reset_reserve = state["memory"].shape[0] * self.memory_slots * row_bytes
+        self._watch(log, state["usage"])
+        return log
 
     # -- wire format ----------------------------------------------------------------------
     def _used_rows(self, state: State) -> torch.Tensor:

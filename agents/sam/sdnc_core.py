@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 
 from agents.sam import links as links_lib
-from agents.sam.sam_core import SparseMemoryCore
+from agents.sam.sam_core import SparseMemoryCore, rows_in_use
 from agents.sam.sparse_read import content_weights
-from agents.sam.undo_log import SparseGather
+from agents.sam.undo_log import SparseGather, open_log
 
 
 class SDNCCore(SparseMemoryCore):
@@ -31,8 +31,8 @@ class SDNCCore(SparseMemoryCore):
     """
 
     extra_interface = 3  # read-mode logits (backward, content, forward) per head
-    row_tables = ("memory", "usage", "link_prev_index", "link_prev_value",
-                  "link_next_index", "link_next_value")
+    link_tables = ("link_prev_index", "link_prev_value", "link_next_index", "link_next_value")
+    row_tables = ("memory", "usage", *link_tables)
 
     def __init__(self, input_size: int, *, link_size: int = 8, **kwargs):
         self.link_size = link_size
@@ -48,7 +48,7 @@ class SDNCCore(SparseMemoryCore):
 
     def _read(self, state, new_state, memory, log, token, interface):
         B, H, K = memory.shape[0], self.num_heads, self.top_k
-        content_rows = self.index.search(memory, interface["query"], K)  # [B, H, K]
+        content_rows = self._search(memory, log, interface["query"], K)  # [B, H, K]
         forward_rows, forward = links_lib.directional_weights(
             state["link_next_index"], state["link_next_value"],
             state["read_indices"], state["read_weights"],
@@ -68,12 +68,20 @@ class SDNCCore(SparseMemoryCore):
         carried = weights.topk(K, dim=-1)
         return read, carried.values, indices.gather(-1, carried.indices), token
 
-    def _after_write(self, state, weights, indices):
+    def _after_write(self, state, log, weights, indices):
         """L_t and p_t from the write of step t, before the read uses them."""
         B = weights.shape[0]
         links = {name: state[name] for name in (
             "link_prev_index", "link_prev_value", "link_next_index", "link_next_value",
             "precedence_index", "precedence_value")}
+        if log is not None and log.journal:  # the rows update_links rewrites: written, precedence
+            written = log.flat(indices.reshape(B, -1)).reshape(-1)
+            precedence = state["precedence_index"]
+            preceding = log.flat(precedence.clamp(min=0))[precedence >= 0]
+            for name in ("link_prev_index", "link_prev_value"):
+                log.record_rows(state[name], written)
+            for name in ("link_next_index", "link_next_value"):
+                log.record_rows(state[name], preceding)
         links_lib.update_links(links, indices.reshape(B, -1), weights.reshape(B, -1))
         return {"precedence_index": links["precedence_index"],
                 "precedence_value": links["precedence_value"]}
@@ -82,7 +90,13 @@ class SDNCCore(SparseMemoryCore):
         if not bool(first.any()):
             return state
         state = super().reset_where(state, first)
+        log = open_log(state["memory"])
         with torch.no_grad():
+            if log is not None and log.journal:
+                sequences = torch.nonzero(first).view(-1)
+                for name in self.link_tables:
+                    linked = (state[name.replace("value", "index")] >= 0).any(-1)
+                    log.record_rows(state[name], rows_in_use(linked, sequences))
             for name in ("link_prev_index", "link_next_index"):
                 state[name][first] = -1
             for name in ("link_prev_value", "link_next_value"):

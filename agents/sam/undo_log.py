@@ -17,13 +17,24 @@ How the pieces fit:
   *token* ``[B]`` (always zero), threaded write → gather → next write, which orders the
   backward pass exactly in reverse time.
 - In backward, ∂L/∂M is kept *sparse*: a compact buffer ``[U, W]`` over the U distinct
-  (sequence, row) pairs the unroll touched (found once, at the first backward call, with
-  ``unique`` over the log). A gather adds its rows' gradient into it; a write reads
+  (sequence, row) pairs the unroll touched (found at the first backward call, with
+  ``unique`` over the rows recorded). A gather adds its rows' gradient into it; a write reads
   ∂L/∂M_t at its rows to produce ∂L/∂w^W and ∂L/∂a, zeroes the erased rows (∂M_{t−1} = 0
   there) and then reverts its entry, so that after the whole backward the memory holds
   its value at the start of the unroll again and the log is detached.
 - Steps after the last one that reaches the loss are never visited by autograd; a
   backward call first reverts every later entry (:meth:`UndoLog.rewind_to`).
+- *Journal mode* (:meth:`UndoLog.open_journal`, for checkpointed BPTT in
+  ``learners/bptt.py``): the log also records writes made without grad and the old rows of
+  the other tables a step updates in place (``usage``, SDNC's links; same stack,
+  :meth:`UndoLog.record_rows`), stays open when it is rewound to its start, and allows
+  recording after backward has started. The executor can then rewind every table to a
+  checkpoint (:meth:`UndoLog.rewind`) and recompute a segment, which records its writes
+  again. The gradient buffer grows as recomputed segments touch new rows, and
+  non-differentiable choices (the index's top-K rows) are replayed from their first
+  evaluation (:meth:`UndoLog.replay`), so a recomputed step makes the choices of the
+  forward pass even with an approximate index. Plain BPTT needs none of this and pays
+  for none of it: its backward restores the memory only, as before.
 
 The memory at the start of the unroll is a constant (no gradient flows into it), as for
 any state at a truncated-BPTT boundary. A recorded unroll must be backpropagated (or
@@ -37,21 +48,46 @@ import torch
 
 
 class UndoLog:
-    """Entries of (flat row indices, old rows) for one recorded unroll of one memory.
+    """A stack of (table, flat row indices, old rows) entries for one recorded unroll.
+
+    The memory's writes are entries like any other table's; an entry's position in the
+    stack is its number. ``applied`` entries are applied to the tables: reverting an entry
+    pops it, so the stack is always exactly the changes since the log was opened.
 
     Args:
         memory: ``[B, N, W]`` the memory tensor, kept by reference.
+        journal: keep the log open across rewinds and record without grad (module docstring).
     """
 
-    def __init__(self, memory: torch.Tensor):
+    def __init__(self, memory: torch.Tensor, journal: bool = False):
         self.memory = memory
         self.num_rows = memory.shape[1]
-        self.writes: list[tuple[torch.Tensor, torch.Tensor]] = []  # (flat [P], old [P, W])
-        self.reads: list[torch.Tensor] = []  # flat indices of gathers, for the compact map
-        self.applied = 0  # writes currently applied to ``memory``
-        self.keys: torch.Tensor | None = None  # sorted distinct flat rows, [U]
+        self.journal = journal
+        self.entries: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (table, flat [P], old [P, ...])
+        self.touched: list[torch.Tensor] = []  # flat rows recorded since the gradient buffer last grew
+        self.touched_bytes = 0  # of those, the reads' (a write's rows are its entry's)
+        self.keys: torch.Tensor | None = None  # sorted distinct flat rows with a gradient slot, [U]
         self.grad: torch.Tensor | None = None  # ∂L/∂M at ``keys``, [U, W]
-        self.on_revert: list = []  # callbacks f(flat_rows [P]) when rows are reverted
+        self.decisions: dict[int, torch.Tensor] = {}  # journal: first result of each replayed choice
+        self.on_revert: list = []  # callbacks f(table, flat_rows [P]) after rows are reverted
+        self.tables: list[torch.Tensor] = [memory]  # every table updated in place (set by the core)
+        self.reset_reserve = 0  # bytes that resets may log for rows in use at the start (set by the core)
+        self.live_bytes = 0
+        self.peak_bytes = 0
+
+    @classmethod
+    def open_journal(cls, memory: torch.Tensor) -> UndoLog:
+        """Attach a journal-mode log to ``memory`` (which must have no open log)."""
+        if open_log(memory) is not None:
+            raise RuntimeError("memory already has an open undo log: backpropagate or discard it first")
+        log = cls(memory, journal=True)
+        memory._engram_undo_log = log
+        return log
+
+    @property
+    def applied(self) -> int:
+        """Entries currently applied to the tables."""
+        return len(self.entries)
 
     # -- forward ------------------------------------------------------------------------
     def flat(self, rows: torch.Tensor) -> torch.Tensor:
@@ -59,59 +95,118 @@ class UndoLog:
         offsets = torch.arange(rows.shape[0], device=rows.device) * self.num_rows
         return rows + offsets.view(-1, *([1] * (rows.dim() - 1)))
 
-    def record_write(self, flat_rows: torch.Tensor) -> int:
-        """Save the current value of ``flat_rows`` ``[P]``; returns the entry number."""
-        if self.keys is not None:
+    def _count(self, nbytes: int) -> None:
+        self.live_bytes += nbytes
+        self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+
+    def record_rows(self, table: torch.Tensor, flat_rows: torch.Tensor) -> int:
+        """Save the current value of rows ``flat_rows`` ``[P]`` of ``table`` ``[B, N, ...]``;
+        returns the entry number."""
+        if self.keys is not None and not self.journal:
             raise RuntimeError("memory written after backward started on its undo log")
-        old = self.memory.view(-1, self.memory.shape[2]).index_select(0, flat_rows)
-        self.writes.append((flat_rows, old))
-        self.applied += 1
-        return len(self.writes) - 1
+        old = _rows_view(table).index_select(0, flat_rows)
+        self.entries.append((table, flat_rows, old))
+        self._count(_nbytes(flat_rows) + _nbytes(old))
+        if table is self.memory:
+            self.touched.append(flat_rows)
+        return len(self.entries) - 1
+
+    def record_write(self, flat_rows: torch.Tensor) -> int:
+        """Save the memory rows ``flat_rows`` ``[P]`` before a write; returns the entry number."""
+        return self.record_rows(self.memory, flat_rows)
 
     def record_read(self, flat_rows: torch.Tensor) -> None:
-        if self.keys is not None:
+        if self.keys is not None and not self.journal:
             raise RuntimeError("memory read after backward started on its undo log")
-        self.reads.append(flat_rows.reshape(-1))
+        self.touched.append(flat_rows.reshape(-1))
+        self.touched_bytes += _nbytes(flat_rows)
+        self._count(_nbytes(flat_rows))
+
+    def replay(self, compute):
+        """``compute()``, or in a journal the result it gave the first time the log stood at
+        this position: recomputed steps repeat the forward pass's choices."""
+        if not self.journal:
+            return compute()
+        key = self.applied
+        result = self.decisions.get(key)
+        if result is None:
+            result = self.decisions[key] = compute()
+            self._count(_nbytes(result))
+        return result
+
+    # -- rewinding ----------------------------------------------------------------------
+    def mark(self) -> int:
+        """A position to :meth:`rewind` to later: the number of applied entries."""
+        return self.applied
+
+    def rewind(self, mark: int) -> None:
+        """Revert the tables to their value at ``mark`` (a journal stays open)."""
+        if mark > self.applied:
+            raise RuntimeError(f"cannot rewind the undo log forward (from {self.applied} to {mark} entries)")
+        self.rewind_to(mark)
+
+    def forget_choices_after(self, mark: int) -> None:
+        """Drop replayed choices made past ``mark`` (after a trial run that is not replayed)."""
+        for key in [k for k in self.decisions if k >= mark]:
+            self._count(-_nbytes(self.decisions.pop(key)))
+
+    def rewind_to(self, applied: int) -> None:
+        """Revert entries until only the first ``applied`` remain applied."""
+        while len(self.entries) > applied:
+            table, flat_rows, old = self.entries.pop()
+            with torch.no_grad():
+                _rows_view(table).index_copy_(0, flat_rows, old)  # duplicates carry equal rows
+            self._count(-_nbytes(flat_rows) - _nbytes(old))
+            for callback in self.on_revert:
+                callback(table, flat_rows)
+        if not self.entries and not self.journal:
+            self.detach()
 
     # -- backward -----------------------------------------------------------------------
     def compact(self, flat_rows: torch.Tensor) -> torch.Tensor:
-        """Positions of ``flat_rows`` in the compact gradient buffer (same shape)."""
-        if self.keys is None:
-            every = torch.cat([f for f, _ in self.writes] + self.reads)
-            self.keys = torch.unique(every)
-            self.grad = self.memory.new_zeros(self.keys.shape[0], self.memory.shape[2])
+        """Positions of ``flat_rows`` in the compact gradient buffer (same shape).
+
+        The buffer covers every row recorded so far; rows recorded since it was last grown
+        (all of them at the first backward call, a recomputed segment's in a journal) get
+        zero-gradient slots first."""
+        if self.touched:
+            every = torch.cat(([self.keys] if self.keys is not None else []) + self.touched)
+            self._count(-self.touched_bytes)
+            self.touched, self.touched_bytes = [], 0
+            keys = torch.unique(every)
+            if self.keys is None or keys.shape[0] != self.keys.shape[0]:
+                grad = self.memory.new_zeros(keys.shape[0], self.memory.shape[2])
+                if self.keys is not None:
+                    grad[torch.searchsorted(keys, self.keys)] = self.grad
+                self.keys, self.grad = keys, grad
         return torch.searchsorted(self.keys, flat_rows)
 
-    def rewind_to(self, applied: int) -> None:
-        """Revert entries until only the first ``applied`` writes remain applied."""
-        flat_memory = self.memory.view(-1, self.memory.shape[2])
-        while self.applied > applied:
-            self.applied -= 1
-            flat_rows, old = self.writes[self.applied]
-            with torch.no_grad():
-                flat_memory.index_copy_(0, flat_rows, old)  # duplicates carry equal rows
-            for callback in self.on_revert:
-                callback(flat_rows)
-            self.writes[self.applied] = (flat_rows, old[:0])  # free the rows
-        if self.applied == 0:
-            self.detach()
-
     def stored_bytes(self) -> int:
-        """Bytes the log holds for backward (indices and old rows of applied writes)."""
-        return sum(
-            flat.numel() * flat.element_size() + old.numel() * old.element_size()
-            for flat, old in self.writes
-        ) + sum(flat.numel() * flat.element_size() for flat in self.reads)
+        """Bytes the log holds for backward now (entries, recorded rows, replayed choices)."""
+        return self.live_bytes
 
     def detach(self) -> None:
-        """Forget the log (memory keeps its current value)."""
+        """Forget the log (the tables keep their current value)."""
         if getattr(self.memory, "_engram_undo_log", None) is self:
             del self.memory._engram_undo_log
         self.grad = None
 
     def discard(self) -> None:
-        """Give up on backpropagating this unroll: keep M_T, drop the log."""
+        """Give up on backpropagating this unroll: keep the tables as they are, drop the log."""
+        self.entries, self.touched, self.decisions = [], [], {}
+        self.live_bytes = self.touched_bytes = 0
         self.detach()
+
+    close = discard
+
+
+def _rows_view(table: torch.Tensor) -> torch.Tensor:
+    """``[B, N, ...]`` -> ``[B·N, rest]``, sharing storage."""
+    return table.view(table.shape[0] * table.shape[1], -1)
+
+
+def _nbytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
 
 
 def undo_log_for(memory: torch.Tensor) -> UndoLog:

@@ -121,6 +121,19 @@ class LRUHeap:
                 if stamp:
                     heapq.heappush(heap, (stamp, row))
 
+    def restored(self, flat_rows: torch.Tensor) -> None:
+        """Register rows whose stamp an undo log put back (``b·N + row``, ``[P]``): an
+        older stamp may have been dropped from the heap as stale, and a zero stamp may sit
+        below the pointer."""
+        num_rows = self._view.shape[1]
+        batch, rows = np.divmod(flat_rows.detach().cpu().numpy(), num_rows)
+        for b, row in zip(batch.tolist(), rows.tolist()):
+            stamp = int(self._view[b, row])
+            if stamp:
+                heapq.heappush(self.heap[b], (stamp, row))
+            else:
+                self.pointer[b] = min(self.pointer[b], row)
+
     def least_recently_used(self, count: int) -> torch.Tensor:
         """Same contract as :func:`least_recently_used` (``[B, count]``, LRU first)."""
         out = np.empty((len(self.heap), count), dtype=np.int64)

@@ -1,0 +1,181 @@
+"""SAM and SDNC under checkpointed BPTT (learners/bptt.py with the undo log as a journal).
+
+The reference is plain BPTT through the same core: autograd over a Python loop, with the
+undo log reverting the in-place memory in its own backward (itself checked against a
+cloning reference in test_sam.py). Float64 gradients must agree to 1e-10 for every mode
+and several budgets, with episode resets inside the unroll, for both LRU implementations
+and for the approximate (HNSW) index; the in-place tables must be back at their start."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agents.sam import SAMCore
+from agents.sam.sdnc_core import SDNCCore
+from agents.sam.undo_log import open_log
+from learners import bptt
+from learners.bptt import checkpointed_unroll, plan
+
+T, B, F_IN = 12, 2, 5
+PLANS = [("hsm", 1, None), ("hsm", 3, None), ("ism", 4, 2), ("msm", 2, 2), ("msm", 5, 3), ("msm", 4 * T, 3)]
+
+
+class Step:
+    """``step_fn`` over a memory core: reset where ``first``, then one core step."""
+
+    def __init__(self, core):
+        self.core, self.calls = core, 0
+
+    def __call__(self, state, x):
+        self.calls += 1
+        state = self.core.reset_where(state, x["first"])
+        out, new_state = self.core(x["features"], state)
+        return new_state, {"y": out.features}
+
+
+def make_core(kind: str, **options):
+    torch.manual_seed(3)
+    cls = SDNCCore if kind == "sdnc" else SAMCore
+    options = {"hidden_size": 6, "memory_slots": 16, "word_size": 4, "num_heads": 2, "top_k": 3, **options}
+    return cls(F_IN, **options).double()
+
+
+def problem(core, seed: int = 0):
+    """A warmed-up state (memory, usage and links in use) and inputs with resets."""
+    generator = torch.Generator().manual_seed(seed)
+    state = core.initial_state(B)
+    with torch.no_grad():
+        for _ in range(6):
+            _, state = core(torch.randn(B, F_IN, dtype=torch.float64, generator=generator), state)
+    first = torch.zeros(T, B, dtype=torch.bool)
+    first[5, 0] = first[9, 1] = True
+    inputs = {"features": torch.randn(T, B, F_IN, dtype=torch.float64, generator=generator), "first": first}
+    return state, inputs
+
+
+def snapshot(state):
+    return {k: v.detach().clone() for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def restored(core, saved):
+    """A fresh copy of a saved state (its own tables, no attached log, heap or index)."""
+    state = {k: v.clone() for k, v in saved.items()}
+    if core.index.name == "faiss":
+        core.index.attach_empty(state["memory"])
+        core.index._state(state["memory"])  # rebuilt from the non-zero rows
+        del state["memory"]._engram_ann
+    return state
+
+
+def run(core, saved, inputs, unroll_plan):
+    """Loss, gradients (parameters, then the float state leaves that take one), outputs,
+    calls and the start state's tables after the backward pass."""
+    state0 = restored(core, saved)
+    for name in ("hidden", "cell", "read_words", "read_weights"):
+        state0[name].requires_grad_()
+    step = Step(core)
+    journal = core.open_journal(state0) if unroll_plan is not None else None
+    outputs, final = checkpointed_unroll(step, state0, inputs, unroll_plan, parameters=list(core.parameters()), journal=journal)
+    weights = torch.randn(outputs["y"].shape, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    loss = (weights * outputs["y"]).sum() + final["hidden"].sum() + (final["read_words"] ** 2).sum()
+    params = list(core.parameters())
+    leaves = [state0[name] for name in ("hidden", "cell", "read_words", "read_weights")]
+    grads = torch.autograd.grad(loss, params + leaves, allow_unused=True)
+    grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, params + leaves)]
+    return loss.detach(), grads, outputs["y"].detach(), step.calls, state0
+
+
+CASES = [
+    ("sam", {"lru": "argmin"}),
+    ("sam", {"lru": "heap"}),
+    ("sdnc", {"lru": "argmin"}),
+]
+
+
+@pytest.mark.parametrize("kind,options", CASES, ids=["sam", "sam-heap", "sdnc"])
+def test_gradients_equal_plain_bptt_for_every_mode_and_budget(kind, options):
+    core = make_core(kind, **options)
+    state, inputs = problem(core)
+    saved = snapshot(state)
+    ref_loss, ref_grads, ref_y, ref_calls, ref_state0 = run(core, saved, inputs, None)
+    assert ref_calls == T
+    assert torch.equal(ref_state0["memory"], saved["memory"])  # plain BPTT's backward restores it
+    for mode, memory, alpha in PLANS:
+        unroll_plan = plan(T, memory, mode, alpha=alpha)
+        loss, grads, y, calls, state0 = run(core, saved, inputs, unroll_plan)
+        assert calls == unroll_plan.cost, (mode, memory)
+        assert torch.equal(y, ref_y)
+        torch.testing.assert_close(loss, ref_loss, rtol=0, atol=1e-10)
+        for got, want in zip(grads, ref_grads):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-10, msg=f"{mode} m={memory}")
+        for name in core.row_tables:
+            assert torch.equal(state0[name], saved[name]), (mode, memory, name)
+        assert open_log(state0["memory"]) is None  # the journal was closed
+
+
+def test_approximate_index_replays_its_choices_on_recomputation():
+    """HNSW answers depend on the index's history, which rewinding does not restore; the
+    journal replays the forward pass's top-K rows, so gradients still equal plain BPTT."""
+    pytest.importorskip("faiss")
+    core = make_core("sam", index="faiss", index_options={"rebuild_every": 5}, memory_slots=64)
+    state, inputs = problem(core, seed=1)
+    saved = snapshot(state)
+    ref_loss, ref_grads, ref_y, _, _ = run(core, saved, inputs, None)
+    for mode, memory, alpha in [("hsm", 2, None), ("msm", 3, 2)]:
+        loss, grads, y, _, state0 = run(core, saved, inputs, plan(T, memory, mode, alpha=alpha))
+        assert torch.equal(y, ref_y)
+        for got, want in zip(grads, ref_grads):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+        assert torch.equal(state0["memory"], saved["memory"])
+
+
+def test_journal_rewinds_a_no_grad_run_exactly():
+    core = make_core("sdnc", lru="heap")
+    state, inputs = problem(core)
+    saved = snapshot(state)
+    journal = core.open_journal(state)
+    marks, tables = [], []
+    with torch.no_grad():
+        step = Step(core)
+        for t in range(T):
+            marks.append(journal.mark())
+            tables.append(snapshot(state))
+            state, _ = step(state, {"features": inputs["features"][t], "first": inputs["first"][t]})
+    for t in reversed(range(T)):
+        journal.rewind(marks[t])
+        for name in core.row_tables:
+            assert torch.equal(state[name], tables[t][name]), (t, name)
+        # the LRU heap agrees with the rewound usage
+        heap_rows = core._least_used(state["usage"])
+        torch.testing.assert_close(heap_rows, torch.topk(
+            state["usage"] * core.memory_slots + torch.arange(core.memory_slots), core.num_heads, largest=False
+        ).indices)
+    with pytest.raises(RuntimeError, match="forward"):
+        journal.rewind(marks[3] + 1)
+    journal.close()
+    assert open_log(state["memory"]) is None
+    for name in core.row_tables:
+        assert torch.equal(state[name], saved[name])
+
+
+def test_in_place_tables_are_not_hidden_state_bytes():
+    core = make_core("sam", memory_slots=4096)
+    state, inputs = problem(core)
+    journal = core.open_journal(state)
+    mark = journal.mark()
+    step = Step(core)
+    x0 = {"features": inputs["features"][0], "first": inputs["first"][0]}
+    sizes = bptt.measure_step_bytes(step, state, x0, list(core.parameters()), in_place=journal.tables)
+    journal.rewind(mark)
+    controller = 2 * B * core.hidden_size + B * core.num_heads * (core.word_size + core.top_k) + B
+    assert sizes.hidden_bytes == controller * 8  # h, c, r, w^R and the token: no memory
+    assert sizes.internal_bytes < state["memory"].numel() * 8 // 10
+    journal.close()
+
+
+def test_in_place_state_without_a_journal_is_refused():
+    core = make_core("sam")
+    state, inputs = problem(core)
+    with pytest.raises(ValueError, match="memory in place.*journal"):
+        checkpointed_unroll(Step(core), state, inputs, plan(T, 3, "hsm"), parameters=list(core.parameters()))

@@ -52,7 +52,8 @@ class BudgetedUnroll:
         self.parameters = list(parameters)
         self.measure_every = measure_every
         self.open_journal = open_journal
-        self.journal = None  # the latest unroll's, kept for its byte counts
+        self.journal = None  # the latest unroll's, kept for its peak bytes
+        self.journal_table_bytes = 0
         self.fixed_bytes = 0
         self._plans: dict[int, bptt.Plan] = {}
         self.meter: bptt.SavedTensorMeter | None = None  # set during a metered unroll only
@@ -96,6 +97,7 @@ class BudgetedUnroll:
     def __call__(self, step_fn, state0, inputs):
         length = next(iter(v for v in inputs.values() if isinstance(v, torch.Tensor))).shape[0]
         journal = self.journal = self.open_journal(state0) if self.open_journal is not None else None
+        self.journal_table_bytes = _table_bytes(journal) if journal is not None else 0
         try:
             self.plan = self._plan_for(step_fn, state0, inputs, length, journal)
         except Exception:
@@ -120,7 +122,7 @@ class BudgetedUnroll:
         if self.meter is not None:
             self.measured_peak_bytes = self.meter.peak_bytes
             if self.journal is not None:  # an upper bound: the two peaks need not coincide
-                self.measured_peak_bytes += _table_bytes(self.journal) + self.journal.peak_bytes
+                self.measured_peak_bytes += self.journal_table_bytes + self.journal.peak_bytes
 
     def metrics(self) -> dict[str, float]:
         if self.plan is None:

@@ -41,16 +41,17 @@ def make_core(kind: str, **options):
     return cls(F_IN, **options).double()
 
 
-def problem(core, seed: int = 0):
+def problem(core, seed: int = 0, steps: int = T):
     """A warmed-up state (memory, usage and links in use) and inputs with resets."""
     generator = torch.Generator().manual_seed(seed)
     state = core.initial_state(B)
     with torch.no_grad():
         for _ in range(6):
             _, state = core(torch.randn(B, F_IN, dtype=torch.float64, generator=generator), state)
-    first = torch.zeros(T, B, dtype=torch.bool)
+    first = torch.zeros(steps, B, dtype=torch.bool)
     first[5, 0] = first[9, 1] = True
-    inputs = {"features": torch.randn(T, B, F_IN, dtype=torch.float64, generator=generator), "first": first}
+    first[10:] = torch.rand(steps - 10, B, generator=generator) < 0.1
+    inputs = {"features": torch.randn(steps, B, F_IN, dtype=torch.float64, generator=generator), "first": first}
     return state, inputs
 
 
@@ -90,10 +91,11 @@ CASES = [
     ("sam", {"lru": "argmin"}),
     ("sam", {"lru": "heap"}),
     ("sdnc", {"lru": "argmin"}),
+    ("sdnc", {"lru": "heap"}),
 ]
 
 
-@pytest.mark.parametrize("kind,options", CASES, ids=["sam", "sam-heap", "sdnc"])
+@pytest.mark.parametrize("kind,options", CASES, ids=["sam", "sam-heap", "sdnc", "sdnc-heap"])
 def test_gradients_equal_plain_bptt_for_every_mode_and_budget(kind, options):
     core = make_core(kind, **options)
     state, inputs = problem(core)
@@ -112,6 +114,24 @@ def test_gradients_equal_plain_bptt_for_every_mode_and_budget(kind, options):
         for name in core.row_tables:
             assert torch.equal(state0[name], saved[name]), (mode, memory, name)
         assert open_log(state0["memory"]) is None  # the journal was closed
+
+
+def test_long_unroll_with_many_recomputed_segments():
+    """T = 60 at two or three slots: the gradient buffer grows segment by segment."""
+    core = make_core("sdnc", lru="heap", memory_slots=40)
+    state, inputs = problem(core, seed=2, steps=60)
+    assert inputs["first"][10:].sum() > 3
+    saved = snapshot(state)
+    ref_loss, ref_grads, ref_y, _, _ = run(core, saved, inputs, None)
+    for mode, memory, alpha in [("hsm", 2, None), ("msm", 3, 2)]:
+        unroll_plan = plan(60, memory, mode, alpha=alpha)
+        assert unroll_plan.cost > 3 * 60
+        loss, grads, y, calls, state0 = run(core, saved, inputs, unroll_plan)
+        assert calls == unroll_plan.cost and torch.equal(y, ref_y)
+        for got, want in zip(grads, ref_grads):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+        for name in core.row_tables:
+            assert torch.equal(state0[name], saved[name]), name
 
 
 def test_approximate_index_replays_its_choices_on_recomputation():

@@ -192,10 +192,12 @@ class UndoLog:
         self.grad = None
 
     def discard(self) -> None:
-        """Give up on backpropagating this unroll: keep the tables as they are, drop the log."""
+        """Give up on backpropagating this unroll: keep the tables as they are, drop the log
+        (and its references to them; byte counts stay readable)."""
         self.entries, self.touched, self.decisions = [], [], {}
         self.live_bytes = self.touched_bytes = 0
         self.detach()
+        self.keys, self.tables, self.on_revert = None, [], []
 
     close = discard
 

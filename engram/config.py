@@ -339,6 +339,15 @@ class Config(Section):
             raise ValueError("exploration.update=per_batch needs exploration.pg=first_order")
         return self
 
+    @model_validator(mode="after")
+    def _memory_tasks_train_with_full_bptt(self) -> "Config":
+        if self.run.kind == "memory_task" and self.learner.bptt.mode != "full":
+            raise ValueError(
+                f"learner.bptt.mode={self.learner.bptt.mode} applies to run.kind=rl; memory tasks train with full "
+                "BPTT (a short controller per step, and SAM's undo log keeps its memory O(T·K·W))"
+            )
+        return self
+
     @property
     def rollouts_per_update(self) -> int:
         return self.learner.batch_size // self.resources.envs_per_actor

@@ -88,3 +88,9 @@ def test_memory_cores_take_a_checkpointed_unroll_with_their_journal():
     journal = unroll.open_journal(state)
     assert journal.tables[0] is state["memory"]
     journal.close()
+
+
+def test_memory_tasks_refuse_a_checkpointed_unroll_they_would_ignore():
+    overrides = ["learner.bptt.mode=msm", "learner.bptt.memory_budget=1GiB"]
+    with pytest.raises(ConfigError, match="applies to run.kind=rl"):
+        load_config(CONFIGS[0].parent / "copy_sam.yaml", overrides)

@@ -75,10 +75,9 @@ class BudgetedUnroll:
     def _measure_with_journal(self, step_fn, state0, x0, journal, length: int) -> bptt.StepBytes:
         """Step sizes plus the fixed bytes: the in-place tables and a bound on the journal
         over ``length`` steps. Two trial steps are logged (the larger counts), then the
-        tables are rewound and the steps' choices forgotten. Resets inside the unroll log the
-        rows they clear: each row once (the journal's ``reset_reserve``), and again only
-        after a write to it, whose entry was at least as large: at most the per-step bytes
-        once more."""
+        tables are rewound and the steps' choices forgotten. The per-step bytes count twice:
+        a reset logs again rows whose writes were logged (see the journal's
+        ``reserve_bytes``, which covers each row's first reset and the gradient buffer)."""
         mark = journal.mark()
         logged = [journal.stored_bytes()]
 
@@ -91,7 +90,7 @@ class BudgetedUnroll:
         journal.rewind(mark)
         journal.forget_choices_after(mark)
         per_step = max(after - before for before, after in zip(logged, logged[1:]))
-        fixed = _table_bytes(journal) + 2 * length * per_step + journal.reset_reserve
+        fixed = _table_bytes(journal) + 2 * length * per_step + journal.reserve_bytes
         return dataclasses.replace(sizes, fixed_bytes=fixed)
 
     def __call__(self, step_fn, state0, inputs):

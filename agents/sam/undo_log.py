@@ -71,7 +71,7 @@ class UndoLog:
         self.decisions: dict[int, torch.Tensor] = {}  # journal: first result of each replayed choice
         self.on_revert: list = []  # callbacks f(table, flat_rows [P]) after rows are reverted
         self.tables: list[torch.Tensor] = [memory]  # every table updated in place (set by the core)
-        self.reset_reserve = 0  # bytes that resets may log for rows in use at the start (set by the core)
+        self.reserve_bytes = 0  # bound on what the log holds beyond its per-step entries (set by the core)
         self.live_bytes = 0
         self.peak_bytes = 0
 
@@ -178,17 +178,24 @@ class UndoLog:
                 grad = self.memory.new_zeros(keys.shape[0], self.memory.shape[2])
                 if self.keys is not None:
                     grad[torch.searchsorted(keys, self.keys)] = self.grad
+                self._count(self._buffer_bytes(keys, grad) - self._buffer_bytes(self.keys, self.grad))
                 self.keys, self.grad = keys, grad
         return torch.searchsorted(self.keys, flat_rows)
 
+    @staticmethod
+    def _buffer_bytes(keys, grad) -> int:
+        return 0 if keys is None or grad is None else _nbytes(keys) + _nbytes(grad)
+
     def stored_bytes(self) -> int:
-        """Bytes the log holds for backward now (entries, recorded rows, replayed choices)."""
+        """Bytes the log holds for backward now (entries, recorded rows, replayed choices,
+        the gradient buffer)."""
         return self.live_bytes
 
     def detach(self) -> None:
         """Forget the log (the tables keep their current value)."""
         if getattr(self.memory, "_engram_undo_log", None) is self:
             del self.memory._engram_undo_log
+        self._count(-self._buffer_bytes(self.keys, self.grad))
         self.grad = None
 
     def discard(self) -> None:

@@ -41,18 +41,19 @@ def make_core(kind: str, **options):
     return cls(F_IN, **options).double()
 
 
-def problem(core, seed: int = 0, steps: int = T):
+def problem(core, seed: int = 0, steps: int = T, device: str = "cpu"):
     """A warmed-up state (memory, usage and links in use) and inputs with resets."""
     generator = torch.Generator().manual_seed(seed)
-    state = core.initial_state(B)
+    state = core.initial_state(B, device=torch.device(device))
     with torch.no_grad():
         for _ in range(6):
-            _, state = core(torch.randn(B, F_IN, dtype=torch.float64, generator=generator), state)
+            features = torch.randn(B, F_IN, dtype=torch.float64, generator=generator).to(device)
+            _, state = core(features, state)
     first = torch.zeros(steps, B, dtype=torch.bool)
     first[5, 0] = first[9, 1] = True
     first[10:] = torch.rand(steps - 10, B, generator=generator) < 0.1
-    inputs = {"features": torch.randn(steps, B, F_IN, dtype=torch.float64, generator=generator), "first": first}
-    return state, inputs
+    features = torch.randn(steps, B, F_IN, dtype=torch.float64, generator=generator)
+    return state, {"features": features.to(device), "first": first.to(device)}
 
 
 def snapshot(state):
@@ -79,6 +80,7 @@ def run(core, saved, inputs, unroll_plan):
     journal = core.open_journal(state0) if unroll_plan is not None else None
     outputs, final = checkpointed_unroll(step, state0, inputs, unroll_plan, parameters=list(core.parameters()), journal=journal)
     weights = torch.randn(outputs["y"].shape, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    weights = weights.to(outputs["y"].device)
     loss = (weights * outputs["y"]).sum() + final["hidden"].sum() + (final["read_words"] ** 2).sum()
     params = list(core.parameters())
     leaves = [state0[name] for name in ("hidden", "cell", "read_words", "read_weights")]
@@ -148,6 +150,24 @@ def test_approximate_index_replays_its_choices_on_recomputation():
         for got, want in zip(grads, ref_grads):
             torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
         assert torch.equal(state0["memory"], saved["memory"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", ["sam", "sdnc"])
+def test_gradients_equal_plain_bptt_on_cuda(kind):
+    """The journal's index_select / index_copy_ and the argmin LRU on the GPU."""
+    core = make_core(kind, lru="argmin").cuda()
+    state, inputs = problem(core, device="cuda")
+    saved = snapshot(state)
+    ref_loss, ref_grads, ref_y, _, _ = run(core, saved, inputs, None)
+    for mode, memory, alpha in [("hsm", 2, None), ("msm", 3, 2)]:
+        unroll_plan = plan(T, memory, mode, alpha=alpha)
+        loss, grads, y, calls, state0 = run(core, saved, inputs, unroll_plan)
+        assert calls == unroll_plan.cost and torch.equal(y, ref_y)
+        for got, want in zip(grads, ref_grads):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+        for name in core.row_tables:
+            assert torch.equal(state0[name], saved[name]), name
 
 
 def test_journal_rewinds_a_no_grad_run_exactly():

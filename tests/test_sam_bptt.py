@@ -89,6 +89,26 @@ def run(core, saved, inputs, unroll_plan):
     return loss.detach(), grads, outputs["y"].detach(), step.calls, state0
 
 
+def assert_checkpointed_equals_plain(core, saved, inputs, plans):
+    """Each plan's unroll gives plain BPTT's outputs and gradients (to 1e-10), calls the
+    step ``Plan.cost`` times and leaves every in-place table as it was."""
+    steps = inputs["features"].shape[0]
+    ref_loss, ref_grads, ref_y, ref_calls, ref_state0 = run(core, saved, inputs, None)
+    assert ref_calls == steps
+    assert torch.equal(ref_state0["memory"], saved["memory"])  # plain BPTT's backward restores it
+    for mode, memory, alpha in plans:
+        unroll_plan = plan(steps, memory, mode, alpha=alpha)
+        loss, grads, y, calls, state0 = run(core, saved, inputs, unroll_plan)
+        assert calls == unroll_plan.cost, (mode, memory)
+        assert torch.equal(y, ref_y)
+        torch.testing.assert_close(loss, ref_loss, rtol=0, atol=1e-10)
+        for got, want in zip(grads, ref_grads):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-10, msg=f"{mode} m={memory}")
+        for name in core.row_tables:
+            assert torch.equal(state0[name], saved[name]), (mode, memory, name)
+        assert open_log(state0["memory"]) is None  # the journal was closed
+
+
 CASES = [
     ("sam", {"lru": "argmin"}),
     ("sam", {"lru": "heap"}),
@@ -101,21 +121,7 @@ CASES = [
 def test_gradients_equal_plain_bptt_for_every_mode_and_budget(kind, options):
     core = make_core(kind, **options)
     state, inputs = problem(core)
-    saved = snapshot(state)
-    ref_loss, ref_grads, ref_y, ref_calls, ref_state0 = run(core, saved, inputs, None)
-    assert ref_calls == T
-    assert torch.equal(ref_state0["memory"], saved["memory"])  # plain BPTT's backward restores it
-    for mode, memory, alpha in PLANS:
-        unroll_plan = plan(T, memory, mode, alpha=alpha)
-        loss, grads, y, calls, state0 = run(core, saved, inputs, unroll_plan)
-        assert calls == unroll_plan.cost, (mode, memory)
-        assert torch.equal(y, ref_y)
-        torch.testing.assert_close(loss, ref_loss, rtol=0, atol=1e-10)
-        for got, want in zip(grads, ref_grads):
-            torch.testing.assert_close(got, want, rtol=0, atol=1e-10, msg=f"{mode} m={memory}")
-        for name in core.row_tables:
-            assert torch.equal(state0[name], saved[name]), (mode, memory, name)
-        assert open_log(state0["memory"]) is None  # the journal was closed
+    assert_checkpointed_equals_plain(core, snapshot(state), inputs, PLANS)
 
 
 def test_long_unroll_with_many_recomputed_segments():
@@ -123,17 +129,9 @@ def test_long_unroll_with_many_recomputed_segments():
     core = make_core("sdnc", lru="heap", memory_slots=40)
     state, inputs = problem(core, seed=2, steps=60)
     assert inputs["first"][10:].sum() > 3
-    saved = snapshot(state)
-    ref_loss, ref_grads, ref_y, _, _ = run(core, saved, inputs, None)
     for mode, memory, alpha in [("hsm", 2, None), ("msm", 3, 2)]:
-        unroll_plan = plan(60, memory, mode, alpha=alpha)
-        assert unroll_plan.cost > 3 * 60
-        loss, grads, y, calls, state0 = run(core, saved, inputs, unroll_plan)
-        assert calls == unroll_plan.cost and torch.equal(y, ref_y)
-        for got, want in zip(grads, ref_grads):
-            torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
-        for name in core.row_tables:
-            assert torch.equal(state0[name], saved[name]), name
+        assert plan(60, memory, mode, alpha=alpha).cost > 3 * 60
+    assert_checkpointed_equals_plain(core, snapshot(state), inputs, [("hsm", 2, None), ("msm", 3, 2)])
 
 
 def test_approximate_index_replays_its_choices_on_recomputation():
@@ -141,15 +139,8 @@ def test_approximate_index_replays_its_choices_on_recomputation():
     journal replays the forward pass's top-K rows, so gradients still equal plain BPTT."""
     pytest.importorskip("faiss")
     core = make_core("sam", index="faiss", index_options={"rebuild_every": 5}, memory_slots=64)
-    state, inputs = problem(core, seed=1)
-    saved = snapshot(state)
-    ref_loss, ref_grads, ref_y, _, _ = run(core, saved, inputs, None)
-    for mode, memory, alpha in [("hsm", 2, None), ("msm", 3, 2)]:
-        loss, grads, y, _, state0 = run(core, saved, inputs, plan(T, memory, mode, alpha=alpha))
-        assert torch.equal(y, ref_y)
-        for got, want in zip(grads, ref_grads):
-            torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
-        assert torch.equal(state0["memory"], saved["memory"])
+    state, inputs = problem(core, seed=1, steps=30)  # long enough for HNSW to answer differently
+    assert_checkpointed_equals_plain(core, snapshot(state), inputs, [("hsm", 2, None), ("msm", 3, 2)])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -158,16 +149,7 @@ def test_gradients_equal_plain_bptt_on_cuda(kind):
     """The journal's index_select / index_copy_ and the argmin LRU on the GPU."""
     core = make_core(kind, lru="argmin").cuda()
     state, inputs = problem(core, device="cuda")
-    saved = snapshot(state)
-    ref_loss, ref_grads, ref_y, _, _ = run(core, saved, inputs, None)
-    for mode, memory, alpha in [("hsm", 2, None), ("msm", 3, 2)]:
-        unroll_plan = plan(T, memory, mode, alpha=alpha)
-        loss, grads, y, calls, state0 = run(core, saved, inputs, unroll_plan)
-        assert calls == unroll_plan.cost and torch.equal(y, ref_y)
-        for got, want in zip(grads, ref_grads):
-            torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
-        for name in core.row_tables:
-            assert torch.equal(state0[name], saved[name]), name
+    assert_checkpointed_equals_plain(core, snapshot(state), inputs, [("hsm", 2, None), ("msm", 3, 2)])
 
 
 def test_journal_rewinds_a_no_grad_run_exactly():

@@ -76,21 +76,25 @@ class BudgetedUnroll:
         """Step sizes plus the fixed bytes: the in-place tables and a bound on the journal
         over ``length`` steps. Two trial steps are logged (the larger counts), then the
         tables are rewound and the steps' choices forgotten. The per-step bytes count twice:
-        a reset logs again rows whose writes were logged (see the journal's
-        ``reserve_bytes``, which covers each row's first reset and the gradient buffer)."""
+        a reset logs again rows whose writes were logged (the journal's
+        ``reset_reserve_bytes`` covers each row's first reset). The sparse gradient buffer
+        holds one slot per distinct row read or written, at most every row."""
         mark = journal.mark()
-        logged = [journal.stored_bytes()]
+        logged = [(journal.stored_bytes(), journal.rows_touched)]
 
         def counted(state, x):
             result = step_fn(state, x)
-            logged.append(journal.stored_bytes())
+            logged.append((journal.stored_bytes(), journal.rows_touched))
             return result
 
         sizes = bptt.measure_step_bytes(counted, state0, x0, self.parameters, in_place=journal.tables)
         journal.rewind(mark)
         journal.forget_choices_after(mark)
-        per_step = max(after - before for before, after in zip(logged, logged[1:]))
-        fixed = _table_bytes(journal) + 2 * length * per_step + journal.reserve_bytes
+        per_step = max(after[0] - before[0] for before, after in zip(logged, logged[1:]))
+        rows_per_step = max(after[1] - before[1] for before, after in zip(logged, logged[1:]))
+        slots = min(journal.memory.shape[0] * journal.memory.shape[1], length * rows_per_step)
+        fixed = _table_bytes(journal) + 2 * length * per_step + journal.reset_reserve_bytes
+        fixed += slots * journal.gradient_slot_bytes
         return dataclasses.replace(sizes, fixed_bytes=fixed)
 
     def __call__(self, step_fn, state0, inputs):

@@ -13,7 +13,7 @@ import torch
 
 from agents.sam import SAMCore
 from agents.sam.sdnc_core import SDNCCore
-from agents.sam.undo_log import open_log
+from agents.sam.undo_log import UndoLog, open_log
 from learners import bptt
 from learners.bptt import checkpointed_unroll, plan
 
@@ -201,3 +201,16 @@ def test_in_place_state_without_a_journal_is_refused():
     state, inputs = problem(core)
     with pytest.raises(ValueError, match="memory in place.*journal"):
         checkpointed_unroll(Step(core), state, inputs, plan(T, 3, "hsm"), parameters=list(core.parameters()))
+
+
+def test_erasing_rows_zeroes_only_their_own_gradient_slots():
+    """Rows a reset clears without having been read or written in the unroll have no slot
+    in the sparse ∂L/∂M buffer; zeroing them must leave every other slot alone."""
+    memory = torch.zeros(2, 8, 3, dtype=torch.float64)
+    log = UndoLog(memory)
+    log.record_read(torch.tensor([2, 5, 9]))
+    log.compact(torch.tensor([2]))  # builds the buffer over rows 2, 5, 9
+    log.grad.fill_(1.0)
+    log.zero_gradient(torch.tensor([5, 7, 15]))  # 7 and 15 have no slot
+    torch.testing.assert_close(log.grad[:, 0], torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64))
+    assert log.keys.tolist() == [2, 5, 9]

@@ -304,15 +304,12 @@ class SparseMemoryCore(RecurrentCore):
         checkpointed BPTT: it rewinds memory, usage (and links) to any earlier step."""
         log = UndoLog.open_journal(state["memory"])
         log.tables = [state[name] for name in self.row_tables]
-        # Beyond its per-step entries, the log may hold, for each row of each sequence:
-        # - a reset's entry: a reset logs the rows in use. The first time a row is cleared
-        #   it may hold anything; clearing it again needs a write in between, whose entry
-        #   was at least as large (the caller counts the per-step entries twice for that);
-        # - a slot of the gradient buffer ∂L/∂M (a key and a row).
-        memory = state["memory"]
-        reset_bytes = sum(8 + t[0, 0].numel() * t.element_size() for t in log.tables)
-        gradient_bytes = 8 + memory.shape[2] * memory.element_size()
-        log.reserve_bytes = memory.shape[0] * self.memory_slots * (reset_bytes + gradient_bytes)
+        # A reset logs the rows in use. The first time a row is cleared it may hold
+        # anything: this reserve, every row once. Clearing it again needs a write in
+        # between, whose entry was at least as large (the planner counts the per-step
+        # entries twice for that).
+        row_bytes = sum(8 + t[0, 0].numel() * t.element_size() for t in log.tables)
+        log.reset_reserve_bytes = state["memory"].shape[0] * self.memory_slots * row_bytes
         self._watch(log, state["usage"])
         return log
 

@@ -64,14 +64,15 @@ class UndoLog:
         self.num_rows = memory.shape[1]
         self.journal = journal
         self.entries: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (table, flat [P], old [P, ...])
-        self.touched: list[torch.Tensor] = []  # flat rows recorded since the gradient buffer last grew
+        self.touched: list[torch.Tensor] = []  # rows read or written since the gradient buffer last grew
         self.touched_bytes = 0  # of those, the reads' (a write's rows are its entry's)
+        self.rows_touched = 0  # rows read or written so far, duplicates counted
         self.keys: torch.Tensor | None = None  # sorted distinct flat rows with a gradient slot, [U]
         self.grad: torch.Tensor | None = None  # ∂L/∂M at ``keys``, [U, W]
         self.decisions: dict[int, torch.Tensor] = {}  # journal: first result of each replayed choice
         self.on_revert: list = []  # callbacks f(table, flat_rows [P]) after rows are reverted
         self.tables: list[torch.Tensor] = [memory]  # every table updated in place (set by the core)
-        self.reserve_bytes = 0  # bound on what the log holds beyond its per-step entries (set by the core)
+        self.reset_reserve_bytes = 0  # bound on what resets may log for rows in use at the start (set by the core)
         self.live_bytes = 0
         self.peak_bytes = 0
 
@@ -99,27 +100,33 @@ class UndoLog:
         self.live_bytes += nbytes
         self.peak_bytes = max(self.peak_bytes, self.live_bytes)
 
-    def record_rows(self, table: torch.Tensor, flat_rows: torch.Tensor) -> int:
+    def record_rows(self, table: torch.Tensor, flat_rows: torch.Tensor, written: torch.Tensor | None = None) -> int:
         """Save the current value of rows ``flat_rows`` ``[P]`` of ``table`` ``[B, N, ...]``;
-        returns the entry number."""
+        returns the entry number. For the memory, ``written`` (default: all of them) are
+        the rows that get a gradient slot; rows only erased need none (their ∂L/∂M is 0
+        unless a later step touched them)."""
         if self.keys is not None and not self.journal:
             raise RuntimeError("memory written after backward started on its undo log")
         old = _rows_view(table).index_select(0, flat_rows)
         self.entries.append((table, flat_rows, old))
         self._count(_nbytes(flat_rows) + _nbytes(old))
         if table is self.memory:
-            self.touched.append(flat_rows)
+            written = flat_rows if written is None else written
+            if written.numel():
+                self.touched.append(written)
+                self.rows_touched += written.numel()
         return len(self.entries) - 1
 
-    def record_write(self, flat_rows: torch.Tensor) -> int:
+    def record_write(self, flat_rows: torch.Tensor, written: torch.Tensor | None = None) -> int:
         """Save the memory rows ``flat_rows`` ``[P]`` before a write; returns the entry number."""
-        return self.record_rows(self.memory, flat_rows)
+        return self.record_rows(self.memory, flat_rows, written)
 
     def record_read(self, flat_rows: torch.Tensor) -> None:
         if self.keys is not None and not self.journal:
             raise RuntimeError("memory read after backward started on its undo log")
         self.touched.append(flat_rows.reshape(-1))
         self.touched_bytes += _nbytes(flat_rows)
+        self.rows_touched += flat_rows.numel()
         self._count(_nbytes(flat_rows))
 
     def replay(self, compute):
@@ -181,6 +188,18 @@ class UndoLog:
                 self._count(self._buffer_bytes(keys, grad) - self._buffer_bytes(self.keys, self.grad))
                 self.keys, self.grad = keys, grad
         return torch.searchsorted(self.keys, flat_rows)
+
+    def zero_gradient(self, flat_rows: torch.Tensor) -> None:
+        """∂L/∂M_{t−1} = 0 at rows the write erased; rows without a slot hold 0 already."""
+        if self.keys is None or not flat_rows.numel():
+            return
+        position = torch.searchsorted(self.keys, flat_rows).clamp(max=self.keys.shape[0] - 1)
+        self.grad[position[self.keys[position] == flat_rows]] = 0.0
+
+    @property
+    def gradient_slot_bytes(self) -> int:
+        """Bytes of one row of the gradient buffer: its key and its W values."""
+        return 8 + self.memory.shape[2] * self.memory.element_size()
 
     @staticmethod
     def _buffer_bytes(keys, grad) -> int:
@@ -270,7 +289,7 @@ class SparseWrite(torch.autograd.Function):
                 touched = flat_write.reshape(-1)
                 if flat_erase is not None:
                     touched = torch.cat([flat_erase, touched])
-                ctx.entry = log.record_write(touched)
+                ctx.entry = log.record_write(touched, written=flat_write.reshape(-1))
             if flat_erase is not None:
                 flat_memory.index_fill_(0, flat_erase, 0.0)  # (1 − R_t) ⊙ M_{t−1}
             delta = weights.detach()[..., None] * add.detach()[:, :, None, :]  # [B,H,M,W]
@@ -291,7 +310,7 @@ class SparseWrite(torch.autograd.Function):
         grad_weights = (grad_rows * add[:, :, None, :]).sum(-1)  # ∂L/∂w^W
         grad_add = (weights[..., None] * grad_rows).sum(2)  # ∂L/∂a
         if ctx.flat_erase is not None:
-            log.grad[log.compact(ctx.flat_erase)] = 0.0  # erased rows: ∂L/∂M_{t−1} = 0
+            log.zero_gradient(ctx.flat_erase)  # erased rows: ∂L/∂M_{t−1} = 0
         log.rewind_to(ctx.entry)
         return grad_token, grad_weights, grad_add, None, None, None, None, None
 

@@ -124,6 +124,11 @@ def _unflatten(flat: Mapping[Path, Any]) -> dict:
     return tree
 
 
+def _differentiable(value: Any, in_place_keys: set) -> bool:
+    """A float state leaf that is not one of the tables a journal updates in place."""
+    return _is_float(value) and _storage_key(value) not in in_place_keys
+
+
 def _is_float(value: Any) -> bool:
     if not isinstance(value, torch.Tensor):
         return False
@@ -264,10 +269,10 @@ def measure_step_bytes(
     """
     params = _resolve_parameters(step_fn, parameters)
     state_flat = _flatten(state)
-    constant = {_storage_key(t) for t in in_place}
+    in_place_keys = {_storage_key(t) for t in in_place}
 
     def differentiable(value):
-        return _is_float(value) and _storage_key(value) not in constant
+        return _differentiable(value, in_place_keys)
 
     hidden = {}
     for value in state_flat.values():
@@ -399,12 +404,16 @@ class _Machine:
     def __init__(self, step_fn, plan_, state0, inputs, params, meter, preserve_rng_state, journal=None):
         self.step_fn = step_fn
         self.journal = journal
+        self.start_mark = journal.mark() if journal is not None else None  # the tables before step 0
         self.in_place = {_storage_key(t) for t in getattr(journal, "tables", ())}
         self.plan = plan_
         self.params = params
         self.meter = meter
         self.state0 = _detached(state0)
-        self.state0_versions = {p: v._version for p, v in self.state0.items() if isinstance(v, torch.Tensor)}
+        self.state0_versions = {  # of the tensors that no journal covers
+            p: v._version for p, v in self.state0.items()
+            if isinstance(v, torch.Tensor) and _storage_key(v) not in self.in_place
+        }
         self.inputs = inputs  # flat {path: [T, ...]}
         self.input_steps = {p: v.detach().unbind(0) for p, v in inputs.items()}  # {path: T views}
         self.input_grad_paths = [p for p, v in inputs.items() if _is_float(v) and v.requires_grad]
@@ -422,8 +431,7 @@ class _Machine:
         self.restored = plan_.restored_pushes  # entries that need their RNG state (cached on the plan)
 
     def differentiable(self, value: Any) -> bool:
-        """A float state leaf that is not a table the journal updates in place."""
-        return _is_float(value) and _storage_key(value) not in self.in_place
+        return _differentiable(value, self.in_place)
 
     def _mark(self) -> Any:
         return self.journal.mark() if self.journal is not None else None
@@ -506,8 +514,7 @@ class _Machine:
 
     def run_forward(self) -> None:
         """Actions up to the first backprop; leaves that step's graph pending."""
-        self.start_mark = self._mark()
-        self.stack.append(_Checkpoint(0, self.state0, self._rng(-1), mark=self._mark()))
+        self.stack.append(_Checkpoint(0, self.state0, self._rng(-1), mark=self.start_mark))
         self.cursor_position, self.cursor_state = 0, self.state0
         stop = self.plan.first_backprop_index
         with torch.enable_grad():
@@ -523,8 +530,7 @@ class _Machine:
         """Raise if a step changed a tensor of ``state0`` in place outside the journal:
         recomputing from a checkpoint would then start from the wrong values."""
         for path, version in self.state0_versions.items():
-            value = self.state0[path]
-            if value._version != version and _storage_key(value) not in self.in_place:
+            if self.state0[path]._version != version:
                 raise ValueError(
                     f"step_fn changed the state tensor {'.'.join(map(str, path))} in place, so checkpoints "
                     "cannot hold it; a core that updates its state in place must pass its journal "

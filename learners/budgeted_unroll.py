@@ -52,8 +52,7 @@ class BudgetedUnroll:
         self.parameters = list(parameters)
         self.measure_every = measure_every
         self.open_journal = open_journal
-        self.journal = None  # the latest unroll's, kept for its peak bytes
-        self.journal_table_bytes = 0
+        self.journal = None  # the latest unroll's, kept for its byte counts
         self.fixed_bytes = 0
         self._plans: dict[int, bptt.Plan] = {}
         self.meter: bptt.SavedTensorMeter | None = None  # set during a metered unroll only
@@ -73,12 +72,9 @@ class BudgetedUnroll:
         return self._plans[length]
 
     def _measure_with_journal(self, step_fn, state0, x0, journal, length: int) -> bptt.StepBytes:
-        """Step sizes plus the fixed bytes: the in-place tables and a bound on the journal
-        over ``length`` steps. Two trial steps are logged (the larger counts), then the
-        tables are rewound and the steps' choices forgotten. The per-step bytes count twice:
-        a reset logs again rows whose writes were logged (the journal's
-        ``reset_reserve_bytes`` covers each row's first reset). The sparse gradient buffer
-        holds one slot per distinct row read or written, at most every row."""
+        """Step sizes plus the fixed bytes: the in-place tables and the journal's bound over
+        ``length`` steps (``bound_bytes``), from two trial steps (the larger counts), after
+        which the tables are rewound and the steps' choices forgotten."""
         mark = journal.mark()
         logged = [(journal.stored_bytes(), journal.rows_touched)]
 
@@ -92,15 +88,11 @@ class BudgetedUnroll:
         journal.forget_choices_after(mark)
         per_step = max(after[0] - before[0] for before, after in zip(logged, logged[1:]))
         rows_per_step = max(after[1] - before[1] for before, after in zip(logged, logged[1:]))
-        slots = min(journal.memory.shape[0] * journal.memory.shape[1], length * rows_per_step)
-        fixed = _table_bytes(journal) + 2 * length * per_step + journal.reset_reserve_bytes
-        fixed += slots * journal.gradient_slot_bytes
-        return dataclasses.replace(sizes, fixed_bytes=fixed)
+        return dataclasses.replace(sizes, fixed_bytes=journal.bound_bytes(length, per_step, rows_per_step))
 
     def __call__(self, step_fn, state0, inputs):
         length = next(iter(v for v in inputs.values() if isinstance(v, torch.Tensor))).shape[0]
         journal = self.journal = self.open_journal(state0) if self.open_journal is not None else None
-        self.journal_table_bytes = _table_bytes(journal) if journal is not None else 0
         try:
             self.plan = self._plan_for(step_fn, state0, inputs, length, journal)
         except Exception:
@@ -125,7 +117,7 @@ class BudgetedUnroll:
         if self.meter is not None:
             self.measured_peak_bytes = self.meter.peak_bytes
             if self.journal is not None:  # an upper bound: the two peaks need not coincide
-                self.measured_peak_bytes += self.journal_table_bytes + self.journal.peak_bytes
+                self.measured_peak_bytes += self.journal.table_bytes + self.journal.peak_bytes
 
     def metrics(self) -> dict[str, float]:
         if self.plan is None:
@@ -140,7 +132,3 @@ class BudgetedUnroll:
         if self.measured_peak_bytes is not None:
             metrics["bptt/measured_peak_bytes"] = float(self.measured_peak_bytes)
         return metrics
-
-
-def _table_bytes(journal) -> int:
-    return sum(t.untyped_storage().nbytes() for t in journal.tables)

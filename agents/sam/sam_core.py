@@ -302,14 +302,7 @@ class SparseMemoryCore(RecurrentCore):
     def open_journal(self, state: State) -> UndoLog:
         """A journal-mode undo log on ``state``'s memory covering every row table, for
         checkpointed BPTT: it rewinds memory, usage (and links) to any earlier step."""
-        log = UndoLog.open_journal(state["memory"])
-        log.tables = [state[name] for name in self.row_tables]
-        # A reset logs the rows in use. The first time a row is cleared it may hold
-        # anything: this reserve, every row once. Clearing it again needs a write in
-        # between, whose entry was at least as large (the planner counts the per-step
-        # entries twice for that).
-        row_bytes = sum(8 + t[0, 0].numel() * t.element_size() for t in log.tables)
-        log.reset_reserve_bytes = state["memory"].shape[0] * self.memory_slots * row_bytes
+        log = UndoLog.open_journal(state["memory"], [state[name] for name in self.row_tables])
         self._watch(log, state["usage"])
         return log
 

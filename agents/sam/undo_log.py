@@ -71,17 +71,20 @@ class UndoLog:
         self.grad: torch.Tensor | None = None  # ∂L/∂M at ``keys``, [U, W]
         self.decisions: dict[int, torch.Tensor] = {}  # journal: first result of each replayed choice
         self.on_revert: list = []  # callbacks f(table, flat_rows [P]) after rows are reverted
-        self.tables: list[torch.Tensor] = [memory]  # every table updated in place (set by the core)
-        self.reset_reserve_bytes = 0  # bound on what resets may log for rows in use at the start (set by the core)
+        self.tables: list[torch.Tensor] = [memory]  # every table a journal's steps update in place
+        self.table_bytes = _nbytes(memory)
         self.live_bytes = 0
         self.peak_bytes = 0
 
     @classmethod
-    def open_journal(cls, memory: torch.Tensor) -> UndoLog:
-        """Attach a journal-mode log to ``memory`` (which must have no open log)."""
+    def open_journal(cls, memory: torch.Tensor, tables: list[torch.Tensor]) -> UndoLog:
+        """Attach a journal-mode log to ``memory`` (which must have no open log) for steps
+        that update ``tables`` ``[B, N, ...]`` (the memory among them) in place."""
         if open_log(memory) is not None:
             raise RuntimeError("memory already has an open undo log: backpropagate or discard it first")
         log = cls(memory, journal=True)
+        log.tables = list(tables)
+        log.table_bytes = sum(_nbytes(t) for t in tables)
         memory._engram_undo_log = log
         return log
 
@@ -196,10 +199,18 @@ class UndoLog:
         position = torch.searchsorted(self.keys, flat_rows).clamp(max=self.keys.shape[0] - 1)
         self.grad[position[self.keys[position] == flat_rows]] = 0.0
 
-    @property
-    def gradient_slot_bytes(self) -> int:
-        """Bytes of one row of the gradient buffer: its key and its W values."""
-        return 8 + self.memory.shape[2] * self.memory.element_size()
+    def bound_bytes(self, steps: int, logged_per_step: int, rows_per_step: int) -> int:
+        """The tables plus a bound on what a journal holds over ``steps`` steps that log at
+        most ``logged_per_step`` bytes and read or write at most ``rows_per_step`` rows:
+        - the steps' entries, twice: a reset logs the rows it clears, and clearing a row
+          again needs a write in between, whose entry was at least as large;
+        - every row once more, for the first reset to clear it (it may hold anything);
+        - a gradient slot (key and W values) per row read or written, at most every row."""
+        rows = self.memory.shape[0] * self.num_rows
+        reset_row = sum(8 + t[0, 0].numel() * t.element_size() for t in self.tables)
+        slot = 8 + self.memory.shape[2] * self.memory.element_size()
+        slots = min(rows, steps * rows_per_step)
+        return self.table_bytes + 2 * steps * logged_per_step + rows * reset_row + slots * slot
 
     @staticmethod
     def _buffer_bytes(keys, grad) -> int:

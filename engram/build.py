@@ -82,7 +82,7 @@ def learner(config: Config, agent) -> Learner:
     if bptt.mode != "full":
         unroll = BudgetedUnroll(
             bptt.mode, bptt.memory_budget, agent.parameters(), measure_every=bptt.measure_every,
-            open_journal=agent.open_journal,
+            open_journal=agent.open_journal, plan_units=bptt.plan_units,
         )
     intrinsic = None
     if exploration.kind == "pixelcnn":

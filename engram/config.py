@@ -198,6 +198,12 @@ class BPTTConfig(Section):
     memory_budget: str | None = Field(
         None, description="Bytes the unroll may hold for backward, e.g. '2GiB' (needed unless mode is full)."
     )
+    plan_units: int = Field(
+        512, ge=16,
+        description="The most memory units the planner's dynamic programme divides the budget into (its work "
+        "grows as T² × units): a plan holds at most units − 1 internal states, so raise it for unrolls of "
+        "thousands of steps whose budget holds more than that.",
+    )
     measure_every: int = Field(
         100, gt=0,
         description="Meter the bytes held for backward (bptt/measured_peak_bytes) on the first update and every "

@@ -301,9 +301,12 @@ def measure_step_bytes(
 UNROLL_MODES = ("full", "hsm", "ism", "msm")
 
 
-def make_plan(mode: str, seq_len: int, budget_bytes: int | str, step_bytes: StepBytes) -> Plan | None:
+def make_plan(
+    mode: str, seq_len: int, budget_bytes: int | str, step_bytes: StepBytes, max_units: int = 512,
+) -> Plan | None:
     """The learner's switch: ``"full"`` -> ``None`` (plain BPTT), otherwise
-    :func:`learners.bptt_plan.plan_for_budget` for that mode and budget (e.g. ``"2GiB"``)."""
+    :func:`learners.bptt_plan.plan_for_budget` for that mode, budget (e.g. ``"2GiB"``) and
+    ``max_units``."""
     if mode not in UNROLL_MODES:
         raise ValueError(f"unroll mode must be one of {UNROLL_MODES}, got {mode!r}")
     if mode == "full":
@@ -312,6 +315,7 @@ def make_plan(mode: str, seq_len: int, budget_bytes: int | str, step_bytes: Step
     try:
         return plan_for_budget(
             seq_len, max(budget - fixed, 0), step_bytes.hidden_bytes, step_bytes.internal_bytes, mode=mode,
+            max_units=max_units,
             stored_internal_bytes=step_bytes.stored_internal_bytes,
             chained_internal_bytes=step_bytes.chained_internal_bytes,
         )

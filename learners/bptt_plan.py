@@ -71,7 +71,11 @@ at that method's memory: at most about √T·(1 + β/α₁) evaluations.
 Tables are computed once per (T, m, α, α₁, mode), vectorised over m and y (O(T²·m) work
 on integer tables, each move only over the columns where it fits) and cached. On the
 2-core development machine, at the 512 units :func:`plan_for_budget` caps m to: 0.5 s for
-T = 1000, 1.9 s for T = 2000, 6.5 s for T = 4000 and 22 s for T = 8000.
+T = 1000, 1.9 s for T = 2000, 6.5 s for T = 4000 and 22 s for T = 8000, per unit size it
+plans with (usually one, see :func:`plan_for_budget`). The cap also caps what a budget
+buys: a plan holds at most 511 chained internal states, so at T = 4000 a budget above
+about 13% of full BPTT's memory plans like one at 13% unless ``max_units`` is raised
+(``learner.bptt.plan_units``).
 """
 
 from __future__ import annotations
@@ -588,7 +592,11 @@ def plan_for_budget(
     Memory is discretised in units of ``1 / units_per_hidden`` hidden state, or coarser
     when the budget holds more than ``max_units`` of them; sizes are rounded *up* to whole
     units, so the plan stays within budget at some loss of optimality (coarse units bound
-    the DP's work).
+    the DP's work). Coarse units also round a state size badly (5.1 MB in 4.2 MB units
+    costs 8.4 MB), so the planner also tries the units just above the smallest one that
+    divide a state size evenly (:func:`_candidate_units`) and keeps the cheapest plan; a
+    unit whose lower bound (:func:`cost_lower_bound`) cannot beat the best plan so far is
+    not planned.
 
     Raises:
         BudgetTooSmallError: if the budget is below :func:`minimum_budget_bytes`.
@@ -610,15 +618,41 @@ def plan_for_budget(
             minimum,
         )
     available = budget - working
-    unit = max(math.ceil(hidden_bytes / units_per_hidden), math.ceil(available / max_units))
-    hidden_units = math.ceil(hidden_bytes / unit)
-    internal_units = math.ceil(stored / unit)
-    chained_units = math.ceil(chained / unit)
-    memory_units = available // unit
-    # Beyond full-BPTT memory, more units change nothing: cap them to keep the tables small.
-    saturated = hidden_units + (seq_len - 1) * (internal_units if mode != "hsm" else hidden_units)
-    memory_units = min(memory_units, saturated)
-    return _plan_in_units(
-        seq_len, memory_units, hidden_units, internal_units, mode, unit_bytes=unit, working_bytes=working,
-        chained_units=chained_units,
-    )
+    candidates = []
+    for unit in _candidate_units(hidden_bytes, stored, chained, available, mode, max_units, units_per_hidden):
+        hidden_units, internal_units, chained_units = (math.ceil(size / unit) for size in (hidden_bytes, stored, chained))
+        # Beyond full-BPTT memory, more units change nothing: cap them to keep the tables small.
+        saturated = hidden_units + (seq_len - 1) * (internal_units if mode != "hsm" else hidden_units)
+        memory_units = min(available // unit, saturated)
+        if memory_units >= hidden_units:
+            bound = cost_lower_bound(seq_len, memory_units, hidden_units, chained_units)
+            candidates.append((bound, unit, memory_units, hidden_units, internal_units, chained_units))
+    best: Plan | None = None
+    for bound, unit, memory_units, hidden_units, internal_units, chained_units in sorted(candidates):
+        if best is not None and bound >= best.cost:
+            continue
+        candidate = _plan_in_units(
+            seq_len, memory_units, hidden_units, internal_units, mode, unit_bytes=unit, working_bytes=working,
+            chained_units=chained_units,
+        )
+        if best is None or (candidate.cost, candidate.peak_bytes) < (best.cost, best.peak_bytes):
+            best = candidate
+    return best
+
+
+def _candidate_units(
+    hidden_bytes: int, stored_bytes: int, chained_bytes: int, available_bytes: int, mode: str,
+    max_units: int, units_per_hidden: int,
+) -> list[int]:
+    """Unit sizes (bytes) worth planning with: the finest that keeps the memory within
+    ``max_units`` units and at least ``1 / units_per_hidden`` hidden state, and for each
+    size a state can be stored at (hidden; stored and chained internal unless ``mode`` is
+    ``hsm``), the least unit at or above it that the size fills exactly (up to a byte)."""
+    smallest = max(math.ceil(hidden_bytes / units_per_hidden), math.ceil(available_bytes / max_units))
+    sizes = (hidden_bytes,) if mode == "hsm" else (hidden_bytes, stored_bytes, chained_bytes)
+    units = {smallest}
+    for size in sizes:
+        parts = size // smallest
+        if parts >= 1:
+            units.add(math.ceil(size / parts))
+    return sorted(units)

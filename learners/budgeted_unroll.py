@@ -40,9 +40,14 @@ class BudgetedUnroll:
             without it; ``metrics()`` reports the latest measurement.
         open_journal: ``open_journal(state0) -> journal or None``, for cores that update
             their state in place (``Agent.open_journal``); ``None`` for cores that do not.
+        plan_units: the most memory units the planner divides the budget into
+            (``max_units`` of :func:`learners.bptt_plan.plan_for_budget`).
     """
 
-    def __init__(self, mode: str, budget: int | str, parameters, measure_every: int = 1, open_journal=None):
+    def __init__(
+        self, mode: str, budget: int | str, parameters, measure_every: int = 1, open_journal=None,
+        plan_units: int = 512,
+    ):
         if mode not in ("hsm", "ism", "msm"):
             raise ValueError(f"budgeted unroll mode must be hsm, ism or msm, got {mode!r}")
         if measure_every < 1:
@@ -52,6 +57,7 @@ class BudgetedUnroll:
         self.parameters = list(parameters)
         self.measure_every = measure_every
         self.open_journal = open_journal
+        self.plan_units = plan_units
         self.journal = None  # the latest unroll's, kept for its byte counts
         self.fixed_bytes = 0
         self._plans: dict[int, bptt.Plan] = {}
@@ -68,7 +74,7 @@ class BudgetedUnroll:
             else:
                 sizes = self._measure_with_journal(step_fn, state0, x0, journal, length)
             self.fixed_bytes = sizes.fixed_bytes
-            self._plans[length] = bptt.make_plan(self.mode, length, self.budget_bytes, sizes)
+            self._plans[length] = bptt.make_plan(self.mode, length, self.budget_bytes, sizes, self.plan_units)
         return self._plans[length]
 
     def _measure_with_journal(self, step_fn, state0, x0, journal, length: int) -> bptt.StepBytes:

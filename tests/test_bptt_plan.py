@@ -251,3 +251,57 @@ def test_plan_for_budget_fits_and_reports_minimum():
     assert plan_for_budget(200, "1GiB", hidden, internal).cost == 200
     coarse = plan_for_budget(300, 10**6, 1000, 3500, max_units=64)
     assert coarse.peak_bytes <= 10**6 and coarse.unit_bytes > 1000
+
+
+def smallest_unit_plan(seq_len, budget, hidden, internal, stored, chained, mode, max_units):
+    """The plan in the smallest unit plan_for_budget may use (what it planned with alone
+    before it tried units that fit the state sizes)."""
+    working = hidden + internal
+    available = budget - working
+    unit = max(-(-hidden // 2), -(-available // max_units))
+    h, a, a1 = (-(-size // unit) for size in (hidden, stored, chained))
+    m = min(available // unit, h + (seq_len - 1) * (a if mode != "hsm" else h))
+    return bptt_plan._plan_in_units(seq_len, m, h, a, mode, unit_bytes=unit, working_bytes=working, chained_units=a1)
+
+
+def test_plan_for_budget_uses_units_that_fit_the_state_sizes():
+    """In 40 kB units, a 51 kB internal state costs 80 kB; in units of its own size it costs
+    one. The plan in the better unit is cheaper, within budget, and above the
+    lower bound counted in bytes."""
+    seq_len, hidden, internal, stored, chained = 300, 1_000, 51_000, 52_000, 51_000
+    budget = 64 * 40_000 + hidden + internal
+    sizes = dict(stored_internal_bytes=stored, chained_internal_bytes=chained)
+    fitted = plan_for_budget(seq_len, budget, hidden, internal, "msm", max_units=64, **sizes)
+    before = smallest_unit_plan(seq_len, budget, hidden, internal, stored, chained, "msm", 64)
+    assert before.unit_bytes == 40_000 and before.chained_units == 2
+    assert fitted.chained_units == 1  # in 51 or 52 kB units: both fit a chained state in one
+    assert fitted.cost < before.cost
+    assert fitted.peak_bytes <= budget
+    assert fitted.cost >= bptt_plan.cost_lower_bound(seq_len, budget - hidden - internal, hidden, chained)
+
+
+@pytest.mark.parametrize("mode", ["hsm", "ism", "msm"])
+def test_plan_for_budget_never_worse_than_its_smallest_unit(mode):
+    """Random sizes and budgets: the plan kept is never costlier than the smallest unit's,
+    stays within budget, and no policy could do better than the byte-counted lower bound."""
+    import random
+
+    rng = random.Random(7)
+    improved = 0
+    for _ in range(40):
+        seq_len = rng.randint(20, 80)
+        hidden = rng.randint(500, 5_000)
+        chained = int(hidden * rng.uniform(1.0, 40.0))
+        internal = chained - hidden + int(hidden * rng.uniform(0.0, 1.0))
+        stored = internal + hidden
+        budget = int(rng.uniform(0.05, 0.6) * seq_len * chained) + 2 * hidden + internal
+        plan_ = plan_for_budget(
+            seq_len, budget, hidden, internal, mode, max_units=32,
+            stored_internal_bytes=stored, chained_internal_bytes=chained,
+        )
+        before = smallest_unit_plan(seq_len, budget, hidden, internal, stored, chained, mode, 32)
+        assert plan_.cost <= before.cost
+        assert plan_.peak_bytes <= budget
+        assert plan_.cost >= bptt_plan.cost_lower_bound(seq_len, budget - hidden - internal, hidden, chained)
+        improved += plan_.cost < before.cost
+    assert improved > 0

@@ -79,11 +79,14 @@ def test_memory_cores_take_a_checkpointed_unroll_with_their_journal():
     from engram import build
     from learners.budgeted_unroll import BudgetedUnroll
 
-    overrides = ["learner.bptt.mode=msm", "learner.bptt.memory_budget=512MiB", "agent.memory.memory_slots=64"]
+    overrides = [
+        "learner.bptt.mode=msm", "learner.bptt.memory_budget=512MiB", "agent.memory.memory_slots=64",
+        "learner.bptt.plan_units=1024",
+    ]
     config = load_config(CONFIGS[0].parent / "pong_sam.yaml", overrides)
     agent = build.agent_factory(config, build.probe_env(config))()
     unroll = build.learner(config, agent).unroll
-    assert isinstance(unroll, BudgetedUnroll) and unroll.mode == "msm"
+    assert isinstance(unroll, BudgetedUnroll) and unroll.mode == "msm" and unroll.plan_units == 1024
     state = agent.initial_state(2)
     journal = unroll.open_journal(state)
     assert journal.tables[0] is state["memory"]
@@ -94,3 +97,8 @@ def test_memory_tasks_refuse_a_checkpointed_unroll_they_would_ignore():
     overrides = ["learner.bptt.mode=msm", "learner.bptt.memory_budget=1GiB"]
     with pytest.raises(ConfigError, match="applies to run.kind=rl"):
         load_config(CONFIGS[0].parent / "copy_sam.yaml", overrides)
+
+
+def test_plan_units_below_the_planners_floor_are_refused():
+    with pytest.raises(ConfigError, match="plan_units"):
+        load_config(CONFIGS[0], ["learner.bptt.plan_units=4"])

@@ -110,3 +110,16 @@ def test_bytes_are_metered_on_the_first_and_every_nth_unroll():
     assert peaks[1] == peaks[2] == peaks[0]  # in between, the latest measurement is reported
     with pytest.raises(ValueError, match="measure_every"):
         BudgetedUnroll("msm", "64MiB", agent.parameters(), measure_every=0)
+
+
+def test_plan_units_cap_the_planners_memory_units():
+    """A long unroll with a budget that holds most of its internal states: the plan in at
+    most 32 units can store at most 31, so it recomputes more than the plan in 512."""
+    agent, rollouts = _rollouts("lstm", T=60)
+    costs = {}
+    for units in (32, 512):
+        unroll = BudgetedUnroll("msm", "64MiB", agent.parameters(), plan_units=units)
+        Learner(agent, LearnerSettings(), unroll=unroll).update(rollouts, learner_version=0)
+        assert unroll.plan.memory_units <= units
+        costs[units] = unroll.plan.cost
+    assert costs[512] < costs[32]

@@ -126,7 +126,7 @@ def _unflatten(flat: Mapping[Path, Any]) -> dict:
 
 def _differentiable(value: Any, in_place_keys: set) -> bool:
     """A float state leaf that is not one of the tables a journal updates in place."""
-    return _is_float(value) and _storage_key(value) not in in_place_keys
+    return _is_float(value) and not (in_place_keys and _storage_key(value) in in_place_keys)
 
 
 def _is_float(value: Any) -> bool:

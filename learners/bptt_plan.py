@@ -637,6 +637,8 @@ def plan_for_budget(
         )
         if best is None or (candidate.cost, candidate.peak_bytes) < (best.cost, best.peak_bytes):
             best = candidate
+    if best is None:  # unreachable: a unit of one hidden state always holds the start
+        raise AssertionError(f"no memory unit holds the start state within {budget} bytes")
     return best
 
 

@@ -247,6 +247,9 @@ def test_plan_for_budget_fits_and_reports_minimum():
     assert error.value.minimum_bytes == 2 * hidden + internal
     assert str(2 * hidden + internal) in str(error.value)
     assert plan_for_budget(200, 2 * hidden + internal, hidden, internal).cost == 200 * 201 // 2
+    # An odd hidden size is 2 half-hidden units, more than the minimum budget's memory
+    # holds; in units of one hidden state it fits.
+    assert plan_for_budget(50, 2 * 1001 + internal, 1001, internal).cost == 50 * 51 // 2
     # A huge budget is plain BPTT, and coarse units still keep the plan within budget.
     assert plan_for_budget(200, "1GiB", hidden, internal).cost == 200
     coarse = plan_for_budget(300, 10**6, 1000, 3500, max_units=64)

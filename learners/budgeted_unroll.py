@@ -9,17 +9,26 @@ backward, so an unroll of thousands of steps never holds its whole graph.
 
 A core that updates state in place (SAM, SDNC) opens a journal on each unroll's start
 state (``open_journal``); its tables and the journal's bytes over the unroll are a fixed
-part of the budget, and the plan gets the rest.
+part of the budget, and the plan gets the rest. That part grows with the rows in use at the
+unroll's start (a reset may clear them), so it is reckoned for the rows in use rounded up
+to the next sixteenth of the memory, and the unroll is planned again, once per sixteenth,
+as the memory fills.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 
 import torch
 
 from learners import bptt
+
+
+log = logging.getLogger("engram.bptt")
+
+RESERVE_STEPS = 16  # the rows reserved for resets are a multiple of (all rows) / RESERVE_STEPS
 
 
 def step_slice(inputs: dict, t: int) -> dict:
@@ -60,27 +69,63 @@ class BudgetedUnroll:
         self.plan_units = plan_units
         self.journal = None  # the latest unroll's, kept for its byte counts
         self.fixed_bytes = 0
-        self._plans: dict[int, bptt.Plan] = {}
+        self._sizes: dict[int, bptt.StepBytes] = {}  # per unroll length, fixed part excluded
+        self._journal_rates: dict[int, tuple[int, int]] = {}  # per length: logged bytes and rows per step
+        self._plans: dict[tuple[int, int], bptt.Plan] = {}  # per (length, rows reserved for resets)
         self.meter: bptt.SavedTensorMeter | None = None  # set during a metered unroll only
         self.measured_peak_bytes: int | None = None
         self.unrolls = 0
         self.plan: bptt.Plan | None = None
 
     def _plan_for(self, step_fn, state0, inputs, length: int, journal) -> bptt.Plan:
-        if length not in self._plans:
+        if length not in self._sizes:
             x0 = step_slice(inputs, 0)
             if journal is None:
-                sizes = bptt.measure_step_bytes(step_fn, state0, x0, self.parameters)
+                self._sizes[length] = bptt.measure_step_bytes(step_fn, state0, x0, self.parameters)
             else:
-                sizes = self._measure_with_journal(step_fn, state0, x0, journal, length)
-            self.fixed_bytes = sizes.fixed_bytes
-            self._plans[length] = bptt.make_plan(self.mode, length, self.budget_bytes, sizes, self.plan_units)
-        return self._plans[length]
+                self._sizes[length] = self._measure_with_journal(step_fn, state0, x0, journal, length)
+                self._warn_if_a_full_memory_will_not_fit(journal, length)
+        reserved = 0 if journal is None else self._reserved_rows(journal)
+        sizes = self._with_fixed_part(self._sizes[length], journal, length, reserved)
+        self.fixed_bytes = sizes.fixed_bytes
+        if (length, reserved) not in self._plans:
+            self._plans[length, reserved] = bptt.make_plan(self.mode, length, self.budget_bytes, sizes, self.plan_units)
+        return self._plans[length, reserved]
+
+    @staticmethod
+    def _reserved_rows(journal) -> int:
+        """The rows in use at the unroll's start, rounded up to a multiple of 1/RESERVE_STEPS
+        of all rows, so that the plan changes at most RESERVE_STEPS times as the memory fills."""
+        rows = journal.memory.shape[0] * journal.num_rows
+        step = -(-rows // RESERVE_STEPS)
+        return min(rows, -(-journal.rows_in_use // step) * step)
+
+    def _with_fixed_part(self, sizes: bptt.StepBytes, journal, length: int, reserved_rows: int) -> bptt.StepBytes:
+        if journal is None:
+            return sizes
+        logged, rows = self._journal_rates[length]
+        return dataclasses.replace(sizes, fixed_bytes=journal.bound_bytes(length, logged, rows, reserved_rows))
+
+    def _warn_if_a_full_memory_will_not_fit(self, journal, length: int) -> None:
+        """Say now, not hours later, if the budget cannot hold the fixed part of a full memory."""
+        sizes = self._sizes[length]
+        every_row = journal.memory.shape[0] * journal.num_rows
+        least_plan = bptt.minimum_budget_bytes(sizes.hidden_bytes, sizes.internal_bytes)
+        empty, full = (self._with_fixed_part(sizes, journal, length, rows).fixed_bytes for rows in (0, every_row))
+        if self.budget_bytes >= full + least_plan:
+            return
+        rows_that_fit = max(0, (self.budget_bytes - least_plan - empty) * every_row // (full - empty))
+        log.warning(
+            "learner.bptt.memory_budget (%d bytes) holds the %d memory rows in use now, but a full memory (%d rows) "
+            "needs at least %d bytes; with more than about %d rows in use at an unroll's start, the update will stop "
+            "with an error that names the budget it needs",
+            self.budget_bytes, journal.rows_in_use, every_row, full + least_plan, rows_that_fit,
+        )
 
     def _measure_with_journal(self, step_fn, state0, x0, journal, length: int) -> bptt.StepBytes:
-        """Step sizes plus the fixed bytes: the in-place tables and the journal's bound over
-        ``length`` steps (``bound_bytes``), from two trial steps (the larger counts), after
-        which the tables are rewound and the steps' choices forgotten."""
+        """Step sizes, and the journal's bytes and rows per step (``_journal_rates``), from
+        two trial steps (the larger counts), after which the tables are rewound and the
+        steps' choices forgotten."""
         mark = journal.mark()
         logged = [(journal.stored_bytes(), journal.rows_touched)]
 
@@ -94,7 +139,8 @@ class BudgetedUnroll:
         journal.forget_choices_after(mark)
         per_step = max(after[0] - before[0] for before, after in zip(logged, logged[1:]))
         rows_per_step = max(after[1] - before[1] for before, after in zip(logged, logged[1:]))
-        return dataclasses.replace(sizes, fixed_bytes=journal.bound_bytes(length, per_step, rows_per_step))
+        self._journal_rates[length] = (per_step, rows_per_step)
+        return sizes
 
     def __call__(self, step_fn, state0, inputs):
         length = next(iter(v for v in inputs.values() if isinstance(v, torch.Tensor))).shape[0]

@@ -214,3 +214,93 @@ def test_erasing_rows_zeroes_only_their_own_gradient_slots():
     log.zero_gradient(torch.tensor([5, 7, 15]))  # 7 and 15 have no slot
     torch.testing.assert_close(log.grad[:, 0], torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64))
     assert log.keys.tolist() == [2, 5, 9]
+
+
+@pytest.mark.parametrize("kind", ["sam", "sdnc"])
+def test_journal_stays_within_its_bound_from_the_rows_in_use(kind):
+    """A reset at the first step clears every row in use at the start, untouched by the
+    unroll: only the reserve for those rows covers its entries (a bound without it fails). Over a checkpointed unroll
+    with backward, the journal's peak (its entries, replayed choices and gradient buffer)
+    stays within ``bound_bytes`` for the rows in use, with the per-step rates taken from the
+    largest step without a reset."""
+    steps = 2
+    core = make_core(kind, memory_slots=64)
+    generator = torch.Generator().manual_seed(4)
+    state = core.initial_state(B)
+    with torch.no_grad():
+        for _ in range({"sam": 20, "sdnc": 12}[kind]):  # most rows in use, not all
+            _, state = core(torch.randn(B, F_IN, dtype=torch.float64, generator=generator), state)
+    saved = snapshot(state)
+    first = torch.zeros(steps, B, dtype=torch.bool)
+    first[0] = True
+    inputs = {"features": torch.randn(steps, B, F_IN, dtype=torch.float64, generator=generator), "first": first}
+
+    rates = []  # (bytes, rows) the journal logs for each step, its reset excluded
+    state = restored(core, saved)
+    journal = core.open_journal(state)
+    in_use = int(core._used_rows(state).sum())
+    assert journal.rows_in_use == in_use and 0 < in_use < B * 64
+    with torch.no_grad():
+        for t in range(steps):
+            state = core.reset_where(state, first[t])
+            before = (journal.stored_bytes(), journal.rows_touched)
+            _, state = core(inputs["features"][t], state)
+            rates.append((journal.stored_bytes() - before[0], journal.rows_touched - before[1]))
+    journal.close()
+    logged, rows = max(r[0] for r in rates), max(r[1] for r in rates)
+
+    state0 = restored(core, saved)
+    journal = core.open_journal(state0)
+    bound = journal.bound_bytes(steps, logged, rows)
+    outputs, _ = checkpointed_unroll(
+        Step(core), state0, inputs, plan(steps, 2, "msm", alpha=2), parameters=list(core.parameters()), journal=journal
+    )
+    outputs["y"].sum().backward()
+    assert journal.table_bytes + journal.peak_bytes <= bound
+
+
+def warmed_state(core, steps: int, seed: int = 5):
+    generator = torch.Generator().manual_seed(seed)
+    state = core.initial_state(B)
+    with torch.no_grad():
+        for _ in range(steps):
+            _, state = core(torch.randn(B, F_IN, dtype=torch.float64, generator=generator), state)
+    return snapshot(state)
+
+
+def test_budgeted_unroll_reserves_the_rows_in_use_and_replans_as_they_grow(caplog):
+    """The fixed part reserves the rows in use at the start, rounded up to a sixteenth of the
+    memory; a fuller memory gets a larger reserve and a plan of its own, and a budget that
+    cannot hold a full memory is reported at the first unroll and fails, naming the budget
+    it needs, once the rows in use outgrow it."""
+    from learners.bptt import BudgetTooSmallError
+    from learners.budgeted_unroll import BudgetedUnroll
+
+    core = make_core("sam", memory_slots=64)  # 128 rows: reserves grow in steps of 8
+    sparse, dense = warmed_state(core, 2), warmed_state(core, 20)
+    _, inputs = problem(core, steps=12)
+    reset_row = (8 + 4 * 8) + (8 + 8)  # a memory row and a usage row, with their indices
+
+    def unroll_from(unroll, saved):
+        state0 = restored(core, saved)
+        outputs, _ = unroll(Step(core), state0, inputs)
+        outputs["y"].sum().backward()
+        return unroll.journal.rows_in_use, unroll.fixed_bytes
+
+    roomy = BudgetedUnroll("msm", "1MiB", list(core.parameters()), open_journal=core.open_journal)
+    (few, fixed_sparse), (many, fixed_dense), (_, fixed_again) = (
+        unroll_from(roomy, saved) for saved in (sparse, dense, sparse)
+    )
+    assert 0 < few < 32 < 64 < many < 128
+    assert fixed_dense - fixed_sparse == (-(-many // 8) - -(-few // 8)) * 8 * reset_row
+    assert fixed_again == fixed_sparse and len(roomy._plans) == 2
+
+    least_plan = bptt.minimum_budget_bytes(roomy._sizes[12].hidden_bytes, roomy._sizes[12].internal_bytes)
+    tight = BudgetedUnroll(
+        "msm", fixed_sparse + least_plan + 100, list(core.parameters()), open_journal=core.open_journal
+    )
+    with caplog.at_level("WARNING", logger="engram.bptt"):
+        unroll_from(tight, sparse)
+    assert "a full memory (128 rows) needs at least" in caplog.text
+    with pytest.raises(BudgetTooSmallError, match="raise the budget to at least"):
+        unroll_from(tight, dense)

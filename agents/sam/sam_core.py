@@ -301,8 +301,10 @@ class SparseMemoryCore(RecurrentCore):
 
     def open_journal(self, state: State) -> UndoLog:
         """A journal-mode undo log on ``state``'s memory covering every row table, for
-        checkpointed BPTT: it rewinds memory, usage (and links) to any earlier step."""
-        log = UndoLog.open_journal(state["memory"], [state[name] for name in self.row_tables])
+        checkpointed BPTT: it rewinds memory, usage (and links) to any earlier step. It
+        counts the rows in use now, the most a first reset of each sequence can clear."""
+        tables = [state[name] for name in self.row_tables]
+        log = UndoLog.open_journal(state["memory"], tables, rows_in_use=int(self._used_rows(state).sum()))
         self._watch(log, state["usage"])
         return log
 

@@ -73,18 +73,23 @@ class UndoLog:
         self.on_revert: list = []  # callbacks f(table, flat_rows [P]) after rows are reverted
         self.tables: list[torch.Tensor] = [memory]  # every table a journal's steps update in place
         self.table_bytes = _nbytes(memory)
+        self.rows_in_use = memory.shape[0] * self.num_rows  # at opening: a journal's bound reserves them for resets
         self.live_bytes = 0
         self.peak_bytes = 0
 
     @classmethod
-    def open_journal(cls, memory: torch.Tensor, tables: list[torch.Tensor]) -> UndoLog:
+    def open_journal(cls, memory: torch.Tensor, tables: list[torch.Tensor], rows_in_use: int | None = None) -> UndoLog:
         """Attach a journal-mode log to ``memory`` (which must have no open log) for steps
-        that update ``tables`` ``[B, N, ...]`` (the memory among them) in place."""
+        that update ``tables`` ``[B, N, ...]`` (the memory among them) in place.
+        ``rows_in_use``: of the ``B·N`` rows, how many any table holds other than fresh
+        (default: all of them)."""
         if open_log(memory) is not None:
             raise RuntimeError("memory already has an open undo log: backpropagate or discard it first")
         log = cls(memory, journal=True)
         log.tables = list(tables)
         log.table_bytes = sum(_nbytes(t) for t in tables)
+        if rows_in_use is not None:
+            log.rows_in_use = rows_in_use
         memory._engram_undo_log = log
         return log
 
@@ -199,18 +204,20 @@ class UndoLog:
         position = torch.searchsorted(self.keys, flat_rows).clamp(max=self.keys.shape[0] - 1)
         self.grad[position[self.keys[position] == flat_rows]] = 0.0
 
-    def bound_bytes(self, steps: int, logged_per_step: int, rows_per_step: int) -> int:
+    def bound_bytes(self, steps: int, logged_per_step: int, rows_per_step: int, rows_in_use: int | None = None) -> int:
         """The tables plus a bound on what a journal holds over ``steps`` steps that log at
-        most ``logged_per_step`` bytes and read or write at most ``rows_per_step`` rows:
+        most ``logged_per_step`` bytes and read or write at most ``rows_per_step`` rows,
+        from tables with ``rows_in_use`` rows in use (default: ``self.rows_in_use``):
         - the steps' entries, twice: a reset logs the rows it clears, and clearing a row
-          again needs a write in between, whose entry was at least as large;
-        - every row once more, for the first reset to clear it (it may hold anything);
+          that a step of the unroll touched needs that step's entry, at least as large;
+        - every row in use at the start once more, for a reset that clears it untouched;
         - a gradient slot (key and W values) per row read or written, at most every row."""
         rows = self.memory.shape[0] * self.num_rows
+        in_use = self.rows_in_use if rows_in_use is None else rows_in_use
         reset_row = sum(8 + t[0, 0].numel() * t.element_size() for t in self.tables)
         slot = 8 + self.memory.shape[2] * self.memory.element_size()
         slots = min(rows, steps * rows_per_step)
-        return self.table_bytes + 2 * steps * logged_per_step + rows * reset_row + slots * slot
+        return self.table_bytes + 2 * steps * logged_per_step + min(in_use, rows) * reset_row + slots * slot
 
     @staticmethod
     def _buffer_bytes(keys, grad) -> int:

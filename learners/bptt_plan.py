@@ -69,13 +69,14 @@ often tight. It says how much any policy can gain over √T checkpointing (2T ev
 at that method's memory: at most about √T·(1 + β/α₁) evaluations.
 
 Tables are computed once per (T, m, α, α₁, mode), vectorised over m and y (O(T²·m) work
-on integer tables, each move only over the columns where it fits) and cached. On the
-2-core development machine, at the 512 units :func:`plan_for_budget` caps m to: 0.5 s for
-T = 1000, 1.9 s for T = 2000, 6.5 s for T = 4000 and 22 s for T = 8000, per unit size it
-plans with (usually one, see :func:`plan_for_budget`). The cap also caps what a budget
-buys: a plan holds at most 511 chained internal states, so at T = 4000 a budget above
-about 13% of full BPTT's memory plans like one at 13% unless ``max_units`` is raised
-(``learner.bptt.plan_units``).
+on integer tables, each move only over the columns where it fits), and cached for
+:func:`plan`; not for :func:`plan_for_budget`, whose callers keep the plan (at T = 4000 a
+table takes about 18 MB). On the 2-core development machine, at the 512 units
+:func:`plan_for_budget` caps m to, a table takes 0.5 s for T = 1000, 1.9 s for T = 2000,
+6.5 s for T = 4000 and 22 s for T = 8000; it usually computes one per plan (see
+:func:`plan_for_budget`). The cap also caps what a budget buys: a plan holds at most 511
+chained internal states, so at T = 4000 a budget above about 13% of full BPTT's memory
+plans like one at 13% unless ``max_units`` is raised (``learner.bptt.plan_units``).
 """
 
 from __future__ import annotations
@@ -396,9 +397,13 @@ def _plan_in_units(
     unit_bytes: int | None = None,
     working_bytes: int | None = None,
     chained_units: int | None = None,
+    keep_tables: bool = True,
 ) -> Plan:
+    """The plan for memory in units; ``keep_tables=False`` leaves its DP tables out of the
+    cache (a byte plan's tables are of no use once it is compiled)."""
     chained_units = internal_units if chained_units is None else chained_units
-    Q, move, split = _tables(seq_len, memory_units, hidden_units, internal_units, mode, chained_units)
+    tables = _tables if keep_tables else _tables.__wrapped__
+    Q, move, split = tables(seq_len, memory_units, hidden_units, internal_units, mode, chained_units)
     actions = _compile(seq_len, memory_units, hidden_units, internal_units, chained_units, move, split)
     cost, peak = simulate(actions, seq_len, hidden_units, internal_units, chained_units)
     if peak > memory_units:
@@ -633,7 +638,7 @@ def plan_for_budget(
             continue
         candidate = _plan_in_units(
             seq_len, memory_units, hidden_units, internal_units, mode, unit_bytes=unit, working_bytes=working,
-            chained_units=chained_units,
+            chained_units=chained_units, keep_tables=False,
         )
         if best is None or (candidate.cost, candidate.peak_bytes) < (best.cost, best.peak_bytes):
             best = candidate

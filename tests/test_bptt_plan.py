@@ -308,3 +308,13 @@ def test_plan_for_budget_never_worse_than_its_smallest_unit(mode):
         assert plan_.cost >= bptt_plan.cost_lower_bound(seq_len, budget - hidden - internal, hidden, chained)
         improved += plan_.cost < before.cost
     assert improved > 0
+
+
+def test_byte_plans_leave_no_tables_in_the_cache():
+    """The learner keeps its plans; their DP tables (18 MB each at T = 4000) must not stay
+    alive in the planner's cache beside them."""
+    bptt_plan._tables.cache_clear()
+    plan_for_budget(120, 60_000, 1_000, 3_500, "msm", stored_internal_bytes=4_400, chained_internal_bytes=3_600)
+    assert bptt_plan._tables.cache_info().currsize == 0
+    plan(120, 10, "msm", alpha=4)
+    assert bptt_plan._tables.cache_info().currsize == 1

@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--sequences", type=int, default=64,
                           help="memory_task checkpoints: fresh sequences per level (default 64)")
 
+    plan = commands.add_parser("plan", help="show what a config's unroll will hold for backward and recompute")
+    plan.add_argument("config", help="path to a YAML config")
+    plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config value, e.g. --set learner.bptt.memory_budget=2GiB (repeatable)")
+    plan.add_argument("--render", type=int, default=0, metavar="N", help="also print the plan's first N actions")
+
     bench = commands.add_parser("bench", help="run a benchmark (prints a table, writes JSON)")
     bench.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the benchmark (e.g. --quick)")
@@ -71,6 +77,18 @@ def main(argv: list[str] | None = None) -> int:
 
             evaluate(args.checkpoint, episodes=args.episodes, video=args.video, seed=args.seed,
                      levels=args.levels, sequences=args.sequences)
+            return 0
+        if args.command == "plan":
+            from engram.config import load_config
+            from engram.plan_preview import describe, preview
+            from learners.bptt import BudgetTooSmallError
+
+            config = load_config(args.config, args.overrides)
+            try:
+                print(describe(preview(config), render_actions=args.render))
+            except BudgetTooSmallError as error:
+                print(f"engram: error: learner.bptt.memory_budget: {error}", file=sys.stderr)
+                return 2
             return 0
         if args.command == "bench":
             import importlib

@@ -77,16 +77,16 @@ class BudgetedUnroll:
         self.unrolls = 0
         self.plan: bptt.Plan | None = None
 
-    def _plan_for(self, step_fn, state0, inputs, length: int, journal) -> bptt.Plan:
+    def plan_for(self, step_fn, state0, inputs, length: int, journal=None) -> bptt.Plan:
+        """The plan an unroll of ``length`` steps from ``state0`` gets (``inputs`` need only
+        their first step), with ``journal`` the core's on ``state0``; sets ``fixed_bytes``.
+        The first call for a length measures a step (``step_bytes``)."""
         if length not in self._sizes:
-            x0 = step_slice(inputs, 0)
-            if journal is None:
-                self._sizes[length] = bptt.measure_step_bytes(step_fn, state0, x0, self.parameters)
-            else:
-                self._sizes[length] = self._measure_with_journal(step_fn, state0, x0, journal, length)
+            self._sizes[length] = self._measure(step_fn, state0, step_slice(inputs, 0), journal, length)
+            if journal is not None:
                 self._warn_if_a_full_memory_will_not_fit(journal, length)
         reserved = 0 if journal is None else self._reserved_rows(journal)
-        sizes = self._with_fixed_part(self._sizes[length], journal, length, reserved)
+        sizes = self.step_bytes(length, journal, reserved)
         self.fixed_bytes = sizes.fixed_bytes
         if (length, reserved) not in self._plans:
             self._plans[length, reserved] = bptt.make_plan(self.mode, length, self.budget_bytes, sizes, self.plan_units)
@@ -100,7 +100,10 @@ class BudgetedUnroll:
         step = -(-rows // RESERVE_STEPS)
         return min(rows, -(-journal.rows_in_use // step) * step)
 
-    def _with_fixed_part(self, sizes: bptt.StepBytes, journal, length: int, reserved_rows: int) -> bptt.StepBytes:
+    def step_bytes(self, length: int, journal=None, reserved_rows: int = 0) -> bptt.StepBytes:
+        """The measured step sizes for unrolls of ``length`` steps, with the fixed part for
+        ``journal``'s tables and ``reserved_rows`` rows reserved for resets."""
+        sizes = self._sizes[length]
         if journal is None:
             return sizes
         logged, rows = self._journal_rates[length]
@@ -111,7 +114,7 @@ class BudgetedUnroll:
         sizes = self._sizes[length]
         every_row = journal.memory.shape[0] * journal.num_rows
         least_plan = bptt.minimum_budget_bytes(sizes.hidden_bytes, sizes.internal_bytes)
-        empty, full = (self._with_fixed_part(sizes, journal, length, rows).fixed_bytes for rows in (0, every_row))
+        empty, full = (self.step_bytes(length, journal, rows).fixed_bytes for rows in (0, every_row))
         if self.budget_bytes >= full + least_plan:
             return
         rows_that_fit = max(0, (self.budget_bytes - least_plan - empty) * every_row // (full - empty))
@@ -122,10 +125,28 @@ class BudgetedUnroll:
             self.budget_bytes, journal.rows_in_use, every_row, full + least_plan, rows_that_fit,
         )
 
-    def _measure_with_journal(self, step_fn, state0, x0, journal, length: int) -> bptt.StepBytes:
-        """Step sizes, and the journal's bytes and rows per step (``_journal_rates``), from
-        two trial steps (the larger counts), after which the tables are rewound and the
-        steps' choices forgotten."""
+    def _measure(self, step_fn, state0, x0, journal, length: int) -> bptt.StepBytes:
+        """Step sizes: the larger of a step where no sequence starts an episode and one where
+        every sequence does, whatever step 0 of this batch holds. A step that starts an
+        episode reads a fresh state, so it shares less with the step before it (a larger
+        chained internal state). The journal's rates come from the first: a reset's entries
+        are covered by the reserve and the doubled log (``UndoLog.bound_bytes``)."""
+        variants = [x0]
+        if isinstance(x0.get("first"), torch.Tensor):
+            first = x0["first"]
+            variants = [{**x0, "first": torch.zeros_like(first)}, {**x0, "first": torch.ones_like(first)}]
+        measured = []
+        for index, x in enumerate(variants):
+            if journal is None:
+                measured.append(bptt.measure_step_bytes(step_fn, state0, x, self.parameters))
+            else:
+                measured.append(self._measure_with_journal(step_fn, state0, x, journal, length, rates=index == 0))
+        return bptt.StepBytes(*(max(getattr(s, f.name) for s in measured) for f in dataclasses.fields(bptt.StepBytes)))
+
+    def _measure_with_journal(self, step_fn, state0, x0, journal, length: int, rates: bool) -> bptt.StepBytes:
+        """Step sizes and, if ``rates``, the journal's bytes and rows per step
+        (``_journal_rates``), from two trial steps (the larger counts), after which the
+        tables are rewound and the steps' choices forgotten."""
         mark = journal.mark()
         logged = [(journal.stored_bytes(), journal.rows_touched)]
 
@@ -137,16 +158,17 @@ class BudgetedUnroll:
         sizes = bptt.measure_step_bytes(counted, state0, x0, self.parameters, in_place=journal.tables)
         journal.rewind(mark)
         journal.forget_choices_after(mark)
-        per_step = max(after[0] - before[0] for before, after in zip(logged, logged[1:]))
-        rows_per_step = max(after[1] - before[1] for before, after in zip(logged, logged[1:]))
-        self._journal_rates[length] = (per_step, rows_per_step)
+        if rates:
+            per_step = max(after[0] - before[0] for before, after in zip(logged, logged[1:]))
+            rows_per_step = max(after[1] - before[1] for before, after in zip(logged, logged[1:]))
+            self._journal_rates[length] = (per_step, rows_per_step)
         return sizes
 
     def __call__(self, step_fn, state0, inputs):
         length = next(iter(v for v in inputs.values() if isinstance(v, torch.Tensor))).shape[0]
         journal = self.journal = self.open_journal(state0) if self.open_journal is not None else None
         try:
-            self.plan = self._plan_for(step_fn, state0, inputs, length, journal)
+            self.plan = self.plan_for(step_fn, state0, inputs, length, journal)
         except Exception:
             if journal is not None:
                 journal.close()

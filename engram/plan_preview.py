@@ -18,7 +18,7 @@ import torch
 from engram import build
 from engram.config import Config
 from learners import bptt
-from learners.budgeted_unroll import BudgetedUnroll, step_slice
+from learners.budgeted_unroll import BudgetedUnroll, largest, step_slice, with_and_without_episode_starts
 from learners.learner import make_step_fn
 
 
@@ -59,7 +59,10 @@ def preview(config: Config) -> PlanPreview:
     step_fn = make_step_fn(agent)
     settings = config.learner.bptt
     if settings.mode == "full":
-        sizes = bptt.measure_step_bytes(step_fn, state0, step_slice(first_step, 0), agent.parameters())
+        sizes = largest([
+            bptt.measure_step_bytes(step_fn, state0, x, agent.parameters())
+            for x in with_and_without_episode_starts(step_slice(first_step, 0))
+        ])
         return _preview(config, settings.mode, steps, batch, sizes)
     unroll = BudgetedUnroll(settings.mode, settings.memory_budget, agent.parameters(), plan_units=settings.plan_units)
     journal = agent.open_journal(state0)

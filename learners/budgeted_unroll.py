@@ -31,6 +31,20 @@ log = logging.getLogger("engram.bptt")
 RESERVE_STEPS = 16  # the rows reserved for resets are a multiple of (all rows) / RESERVE_STEPS
 
 
+def with_and_without_episode_starts(x: dict) -> list[dict]:
+    """Step inputs ``x`` with no sequence starting an episode (``first`` all false), then
+    with every sequence starting one; ``[x]`` for inputs without ``first``."""
+    first = x.get("first")
+    if not isinstance(first, torch.Tensor):
+        return [x]
+    return [{**x, "first": torch.zeros_like(first)}, {**x, "first": torch.ones_like(first)}]
+
+
+def largest(sizes: list[bptt.StepBytes]) -> bptt.StepBytes:
+    """Each size the largest of ``sizes``."""
+    return bptt.StepBytes(*(max(getattr(s, f.name) for s in sizes) for f in dataclasses.fields(bptt.StepBytes)))
+
+
 def step_slice(inputs: dict, t: int) -> dict:
     """``inputs`` ``[T, B, ...]`` (nested one level) -> step ``t``'s ``[B, ...]``."""
     return {k: ({n: v[t] for n, v in x.items()} if isinstance(x, dict) else x[t]) for k, x in inputs.items()}
@@ -131,17 +145,13 @@ class BudgetedUnroll:
         episode reads a fresh state, so it shares less with the step before it (a larger
         chained internal state). The journal's rates come from the first: a reset's entries
         are covered by the reserve and the doubled log (``UndoLog.bound_bytes``)."""
-        variants = [x0]
-        if isinstance(x0.get("first"), torch.Tensor):
-            first = x0["first"]
-            variants = [{**x0, "first": torch.zeros_like(first)}, {**x0, "first": torch.ones_like(first)}]
         measured = []
-        for index, x in enumerate(variants):
+        for index, x in enumerate(with_and_without_episode_starts(x0)):
             if journal is None:
                 measured.append(bptt.measure_step_bytes(step_fn, state0, x, self.parameters))
             else:
                 measured.append(self._measure_with_journal(step_fn, state0, x, journal, length, rates=index == 0))
-        return bptt.StepBytes(*(max(getattr(s, f.name) for s in measured) for f in dataclasses.fields(bptt.StepBytes)))
+        return largest(measured)
 
     def _measure_with_journal(self, step_fn, state0, x0, journal, length: int, rates: bool) -> bptt.StepBytes:
         """Step sizes and, if ``rates``, the journal's bytes and rows per step

@@ -72,6 +72,8 @@ def test_step_sizes_do_not_depend_on_whether_the_first_step_starts_episodes():
 
 def test_cli_prints_the_plan_and_refuses_a_budget_below_the_minimum(capsys):
     args = ["plan", "configs/maze_lstm.yaml"] + [f"--set={item}" for item in MAZE]
+    assert main(args) == 0  # learner.bptt.mode full: the sizes alone
+    assert "full BPTT would hold about" in capsys.readouterr().out
     assert main(args + ["--set=learner.bptt.mode=msm", "--set=learner.bptt.memory_budget=3MiB"]) == 0
     assert "forward evaluations per step" in capsys.readouterr().out
     assert main(args + ["--set=learner.bptt.mode=msm", "--set=learner.bptt.memory_budget=1kB"]) == 2

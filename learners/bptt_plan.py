@@ -629,7 +629,7 @@ def plan_for_budget(
         # Beyond full-BPTT memory, more units change nothing: cap them to keep the tables small.
         saturated = hidden_units + (seq_len - 1) * (internal_units if mode != "hsm" else hidden_units)
         memory_units = min(available // unit, saturated)
-        if memory_units >= hidden_units:
+        if hidden_units <= memory_units <= max_units:
             bound = cost_lower_bound(seq_len, memory_units, hidden_units, chained_units)
             candidates.append((bound, unit, memory_units, hidden_units, internal_units, chained_units))
     best: Plan | None = None
@@ -654,12 +654,12 @@ def _candidate_units(
     """Unit sizes (bytes) worth planning with: the finest that keeps the memory within
     ``max_units`` units and at least ``1 / units_per_hidden`` hidden state, and for each
     size a state can be stored at (hidden; stored and chained internal unless ``mode`` is
-    ``hsm``), the least unit at or above it that the size fills exactly (up to a byte)."""
+    ``hsm``), the least unit at or above it that the size fills exactly (up to a byte), or
+    the size itself when it is smaller: that one fits ``max_units`` only where the budget
+    holds more than plain BPTT, whose memory caps the units (the caller checks)."""
     smallest = max(math.ceil(hidden_bytes / units_per_hidden), math.ceil(available_bytes / max_units))
     sizes = (hidden_bytes,) if mode == "hsm" else (hidden_bytes, stored_bytes, chained_bytes)
     units = {smallest}
     for size in sizes:
-        parts = size // smallest
-        if parts >= 1:
-            units.add(math.ceil(size / parts))
+        units.add(math.ceil(size / max(1, size // smallest)))
     return sorted(units)

@@ -318,3 +318,13 @@ def test_byte_plans_leave_no_tables_in_the_cache():
     assert bptt_plan._tables.cache_info().currsize == 0
     plan(120, 10, "msm", alpha=4)
     assert bptt_plan._tables.cache_info().currsize == 1
+
+
+def test_a_budget_beyond_plain_bptt_plans_plain_bptt_in_its_own_sizes():
+    """With 1 GB for 40 steps of 51 kB, the smallest unit allowed (1/512 of the budget) is
+    2 MB, and every stored state would count as one. Plain BPTT's memory caps the units, so
+    a unit of the state's own size fits, and the plan reports what plain BPTT holds."""
+    hidden, internal, stored, chained = 1_000, 50_000, 51_000, 50_500
+    plan_ = plan_for_budget(40, 10**9, hidden, internal, "msm", stored_internal_bytes=stored, chained_internal_bytes=chained)
+    assert plan_.cost == 40
+    assert plan_.peak_bytes <= hidden + 40 * stored + hidden + internal

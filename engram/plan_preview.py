@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from engram import build
-from engram.config import Config
+from engram.config import Config, ConfigError
 from learners import bptt
 from learners.budgeted_unroll import BudgetedUnroll, largest, step_slice, with_and_without_episode_starts
 from learners.learner import make_step_fn
@@ -45,6 +45,11 @@ class PlanPreview:
 def preview(config: Config) -> PlanPreview:
     """Measure and plan (raises :class:`learners.bptt.BudgetTooSmallError` with the
     minimum when the budget cannot hold a fresh memory's unroll)."""
+    if config.run.kind != "rl":
+        raise ConfigError(
+            f"engram plan previews the RL learner's unroll; run.kind={config.run.kind} trains with full BPTT "
+            "through its own trainer"
+        )
     spec = build.probe_env(config)
     agent = build.agent_factory(config, spec)()
     batch, steps = config.learner.batch_size, config.learner.unroll_length + 1

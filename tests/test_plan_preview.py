@@ -78,3 +78,5 @@ def test_cli_prints_the_plan_and_refuses_a_budget_below_the_minimum(capsys):
     assert "forward evaluations per step" in capsys.readouterr().out
     assert main(args + ["--set=learner.bptt.mode=msm", "--set=learner.bptt.memory_budget=1kB"]) == 2
     assert "raise the budget to at least" in capsys.readouterr().err
+    assert main(["plan", "configs/copy_sam.yaml"]) == 2  # a memory task has no RL learner to preview
+    assert "run.kind=memory_task" in capsys.readouterr().err

@@ -2,8 +2,8 @@
 
 Gruslys et al. 2016 (``learners/bptt_plan.py``): the first unroll of each length measures
 one step of the real network with saved-tensor hooks (hidden-state bytes and the bytes a
-step keeps for its backward), plans the cheapest schedule that fits ``budget_bytes``,
-and caches it. The executor's forward keeps only the plan's checkpoints; the loss over the
+step keeps for its backward; the larger of a step with and one without episode starts),
+plans the cheapest schedule that fits ``budget_bytes``, and caches it. The executor's forward keeps only the plan's checkpoints; the loss over the
 stacked per-step outputs then injects each step's gradient into the checkpointed
 backward, so an unroll of thousands of steps never holds its whole graph.
 

@@ -627,9 +627,10 @@ def plan_for_budget(
     for unit in _candidate_units(hidden_bytes, stored, chained, available, mode, max_units, units_per_hidden):
         hidden_units, internal_units, chained_units = (math.ceil(size / unit) for size in (hidden_bytes, stored, chained))
         # Beyond full-BPTT memory, more units change nothing: cap them to keep the tables small.
+        # A unit below the smallest may leave part of the budget unused, beyond max_units.
         saturated = hidden_units + (seq_len - 1) * (internal_units if mode != "hsm" else hidden_units)
-        memory_units = min(available // unit, saturated)
-        if hidden_units <= memory_units <= max_units:
+        memory_units = min(available // unit, saturated, max_units)
+        if memory_units >= hidden_units:
             bound = cost_lower_bound(seq_len, memory_units, hidden_units, chained_units)
             candidates.append((bound, unit, memory_units, hidden_units, internal_units, chained_units))
     best: Plan | None = None
@@ -655,8 +656,9 @@ def _candidate_units(
     ``max_units`` units and at least ``1 / units_per_hidden`` hidden state, and for each
     size a state can be stored at (hidden; stored and chained internal unless ``mode`` is
     ``hsm``), the least unit at or above it that the size fills exactly (up to a byte), or
-    the size itself when it is smaller: that one fits ``max_units`` only where the budget
-    holds more than plain BPTT, whose memory caps the units (the caller checks)."""
+    the size itself when it is smaller: within ``max_units`` of those, a plan holds as many
+    states as in the smallest unit and reports their true size, or, where the budget holds
+    more than plain BPTT, all of them."""
     smallest = max(math.ceil(hidden_bytes / units_per_hidden), math.ceil(available_bytes / max_units))
     sizes = (hidden_bytes,) if mode == "hsm" else (hidden_bytes, stored_bytes, chained_bytes)
     units = {smallest}

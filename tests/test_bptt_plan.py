@@ -328,3 +328,16 @@ def test_a_budget_beyond_plain_bptt_plans_plain_bptt_in_its_own_sizes():
     plan_ = plan_for_budget(40, 10**9, hidden, internal, "msm", stored_internal_bytes=stored, chained_internal_bytes=chained)
     assert plan_.cost == 40
     assert plan_.peak_bytes <= hidden + 40 * stored + hidden + internal
+
+
+def test_a_capped_plan_reports_the_true_size_of_its_states():
+    """Half of plain BPTT's memory for 200 steps of 51 kB, in at most 32 units: any unit
+    allowed holds one state, so the plan stores about 31 of them whatever the unit; in the
+    state's own size it reports about 32 × 51 kB, not the 5 MB budget it cannot use."""
+    hidden, internal, stored, chained = 1_000, 50_000, 51_000, 50_500
+    budget = 100 * stored
+    plan_ = plan_for_budget(200, budget, hidden, internal, "msm", max_units=32,
+                            stored_internal_bytes=stored, chained_internal_bytes=chained)
+    before = smallest_unit_plan(200, budget, hidden, internal, stored, chained, "msm", 32)
+    assert before.unit_bytes > stored and plan_.cost <= before.cost
+    assert plan_.peak_bytes <= 33 * stored + hidden + internal < budget // 2

@@ -18,7 +18,6 @@ import torch
 from engram import build
 from engram.config import Config, ConfigError
 from learners import bptt
-from learners.bptt_plan import cost_lower_bound
 from learners.budgeted_unroll import BudgetedUnroll, largest, step_slice, with_and_without_episode_starts
 from learners.learner import make_step_fn
 
@@ -38,6 +37,7 @@ class PlanPreview:
     plan: bptt.Plan | None = None
     plan_seconds: float | None = None
     plan_units: int | None = None  # learner.bptt.plan_units
+    held_back: bool = False  # a larger plan_units would store more steps
     least_cost: int | None = None  # fewest evaluations any schedule within the budget needs, counted in bytes
 
     @property
@@ -82,7 +82,8 @@ def preview(config: Config) -> PlanPreview:
         result = _preview(config, settings.mode, steps, batch, sizes)
         result.budget_bytes, result.plan, result.plan_seconds = unroll.budget_bytes, plan, seconds
         result.plan_units = settings.plan_units
-        result.least_cost = cost_lower_bound(steps, max(unroll.budget_bytes - unroll.fixed_bytes, 0), 0, result.step_bytes)
+        result.least_cost = unroll.least_cost(steps)
+        result.held_back = unroll.held_back_by_plan_units(plan)
         if journal is not None:
             every_row = journal.memory.shape[0] * journal.num_rows
             result.fixed_bytes_fresh = unroll.fixed_bytes
@@ -120,7 +121,7 @@ def describe(result: PlanPreview, render_actions: int = 0) -> str:
         f"(any schedule within this budget needs at least {result.least_cost / plan.seq_len:.3f}), "
         f"{_size(result.planned_bytes)} planned, in {result.plan_seconds:.2f} s",
     ]
-    if plan.memory_units >= result.plan_units - 1 and plan.cost - result.least_cost > plan.seq_len // 100:
+    if result.held_back:
         lines.append(
             f"  the plan uses all {result.plan_units} units of learner.bptt.plan_units: raising it lets the plan "
             "store more steps (planning time grows in proportion)"

@@ -24,6 +24,7 @@ import logging
 import torch
 
 from learners import bptt
+from learners.bptt_plan import cost_lower_bound
 
 
 log = logging.getLogger("engram.bptt")
@@ -103,8 +104,30 @@ class BudgetedUnroll:
         sizes = self.step_bytes(length, journal, reserved)
         self.fixed_bytes = sizes.fixed_bytes
         if (length, reserved) not in self._plans:
-            self._plans[length, reserved] = bptt.make_plan(self.mode, length, self.budget_bytes, sizes, self.plan_units)
+            plan = self._plans[length, reserved] = bptt.make_plan(
+                self.mode, length, self.budget_bytes, sizes, self.plan_units
+            )
+            if self.held_back_by_plan_units(plan):
+                log.warning(
+                    "learner.bptt.plan_units (%d) holds this plan back: %.3f forward evaluations per step where "
+                    "the budget allows %.3f; raising it lets the plan store more steps (planning takes longer)",
+                    self.plan_units, plan.cost / length, self.least_cost(length) / length,
+                )
         return self._plans[length, reserved]
+
+    def least_cost(self, length: int) -> int:
+        """The fewest evaluations any schedule of ``length`` steps could need within the
+        budget less the current fixed part (:func:`learners.bptt_plan.cost_lower_bound`,
+        counted in bytes)."""
+        sizes = self._sizes[length]
+        step = sizes.chained_internal_bytes or sizes.stored_internal_bytes or sizes.internal_bytes
+        return cost_lower_bound(length, max(self.budget_bytes - self.fixed_bytes, 0), 0, step)
+
+    def held_back_by_plan_units(self, plan: bptt.Plan) -> bool:
+        """Whether the plan fills ``plan_units`` and any schedule could save more than 1% of
+        the steps' evaluations within the budget: a larger cap would store more steps."""
+        slack = plan.cost - self.least_cost(plan.seq_len)
+        return plan.memory_units >= self.plan_units - 1 and slack > plan.seq_len // 100
 
     @staticmethod
     def _reserved_rows(journal) -> int:

@@ -82,10 +82,14 @@ def test_cli_prints_the_plan_and_refuses_a_budget_below_the_minimum(capsys):
     assert "run.kind=memory_task" in capsys.readouterr().err
 
 
-def test_preview_says_when_the_plan_units_cap_the_plan():
+def test_preview_and_learner_say_when_the_plan_units_cap_the_plan(caplog):
     overrides = ["learner.bptt.mode=msm", "learner.bptt.memory_budget=64MiB", "learner.unroll_length=200"]
-    capped = preview(maze_config(*overrides, "learner.bptt.plan_units=16"))
+    with caplog.at_level("WARNING", logger="engram.bptt"):
+        capped = preview(maze_config(*overrides, "learner.bptt.plan_units=16"))
     assert capped.plan.memory_units <= 16 and capped.plan.cost > capped.least_cost + 2
     assert "learner.bptt.plan_units" in describe(capped)
-    roomy = preview(maze_config(*overrides))
-    assert roomy.plan.cost < capped.plan.cost and "plan_units" not in describe(roomy)
+    assert "learner.bptt.plan_units (16) holds this plan back" in caplog.text  # the learner's own warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="engram.bptt"):
+        roomy = preview(maze_config(*overrides))
+    assert roomy.plan.cost < capped.plan.cost and "plan_units" not in describe(roomy) + caplog.text

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from learners.bptt_plan import MAX_UNITS
+
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the key and the problem."""
@@ -199,7 +201,7 @@ class BPTTConfig(Section):
         None, description="Bytes the unroll may hold for backward, e.g. '2GiB' (needed unless mode is full)."
     )
     plan_units: int = Field(
-        512, ge=16,
+        MAX_UNITS, ge=16,
         description="The most memory units the planner's dynamic programme divides the budget into (its work "
         "grows as T² × units): a plan holds at most units − 1 internal states, so raise it for unrolls of "
         "thousands of steps whose budget holds more than that.",

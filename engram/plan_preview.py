@@ -18,7 +18,7 @@ import torch
 from engram import build
 from engram.config import Config, ConfigError
 from learners import bptt
-from learners.budgeted_unroll import BudgetedUnroll, largest, step_slice, with_and_without_episode_starts
+from learners.budgeted_unroll import BudgetedUnroll, measure_step, step_slice
 from learners.learner import make_step_fn
 
 
@@ -67,10 +67,7 @@ def preview(config: Config) -> PlanPreview:
     step_fn = make_step_fn(agent)
     settings = config.learner.bptt
     if settings.mode == "full":
-        sizes = largest([
-            bptt.measure_step_bytes(step_fn, state0, x, agent.parameters())
-            for x in with_and_without_episode_starts(step_slice(first_step, 0))
-        ])
+        sizes = measure_step(step_fn, state0, step_slice(first_step, 0), agent.parameters())
         return _preview(config, settings.mode, steps, batch, sizes)
     unroll = BudgetedUnroll(settings.mode, settings.memory_budget, agent.parameters(), plan_units=settings.plan_units)
     journal = agent.open_journal(state0)
@@ -85,9 +82,8 @@ def preview(config: Config) -> PlanPreview:
         result.least_cost = unroll.least_cost(steps)
         result.held_back = unroll.held_back_by_plan_units(plan)
         if journal is not None:
-            every_row = journal.memory.shape[0] * journal.num_rows
             result.fixed_bytes_fresh = unroll.fixed_bytes
-            result.fixed_bytes_full = unroll.step_bytes(steps, journal, every_row).fixed_bytes
+            result.fixed_bytes_full = unroll.step_bytes(steps, journal, journal.total_rows).fixed_bytes
         return result
     finally:
         if journal is not None:
@@ -95,7 +91,7 @@ def preview(config: Config) -> PlanPreview:
 
 
 def _preview(config: Config, mode: str, steps: int, batch: int, sizes: bptt.StepBytes) -> PlanPreview:
-    step = sizes.chained_internal_bytes or sizes.stored_internal_bytes or sizes.internal_bytes
+    step = sizes.plain_step_bytes
     return PlanPreview(config.run.name, mode, steps, batch, sizes.hidden_bytes, step, steps * step)
 
 

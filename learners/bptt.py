@@ -84,6 +84,7 @@ import torch
 from torch import nn
 
 from learners.bptt_plan import (  # noqa: F401  (re-exported: learners.bptt.plan etc.)
+    MAX_UNITS,
     BudgetTooSmallError,
     Op,
     Plan,
@@ -248,6 +249,11 @@ class StepBytes:
     fixed_bytes: int = 0
 
     @property
+    def plain_step_bytes(self) -> int:
+        """What plain BPTT holds per step: the chained internal state where measured."""
+        return self.chained_internal_bytes or self.stored_internal_bytes or self.internal_bytes
+
+    @property
     def alpha(self) -> float:
         """Size of a stored internal state (saved tensors + output state) in hidden states."""
         return (self.internal_bytes + self.hidden_bytes) / self.hidden_bytes
@@ -302,7 +308,7 @@ UNROLL_MODES = ("full", "hsm", "ism", "msm")
 
 
 def make_plan(
-    mode: str, seq_len: int, budget_bytes: int | str, step_bytes: StepBytes, max_units: int = 512,
+    mode: str, seq_len: int, budget_bytes: int | str, step_bytes: StepBytes, max_units: int = MAX_UNITS,
 ) -> Plan | None:
     """The learner's switch: ``"full"`` -> ``None`` (plain BPTT), otherwise
     :func:`learners.bptt_plan.plan_for_budget` for that mode, budget (e.g. ``"2GiB"``) and

@@ -572,13 +572,16 @@ def minimum_budget_bytes(hidden_bytes: int, internal_bytes: int) -> int:
     return 2 * hidden_bytes + internal_bytes
 
 
+MAX_UNITS = 512  # plan_for_budget's default cap on the memory units of its programme
+
+
 def plan_for_budget(
     seq_len: int,
     budget_bytes: int | str,
     hidden_bytes: int,
     internal_bytes: int,
     mode: str = "msm",
-    max_units: int = 512,
+    max_units: int = MAX_UNITS,
     *,
     stored_internal_bytes: int | None = None,
     chained_internal_bytes: int | None = None,

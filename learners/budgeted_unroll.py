@@ -24,7 +24,7 @@ import logging
 import torch
 
 from learners import bptt
-from learners.bptt_plan import cost_lower_bound
+from learners.bptt_plan import MAX_UNITS, cost_lower_bound
 
 
 log = logging.getLogger("engram.bptt")
@@ -32,7 +32,15 @@ log = logging.getLogger("engram.bptt")
 RESERVE_STEPS = 16  # the rows reserved for resets are a multiple of (all rows) / RESERVE_STEPS
 
 
-def with_and_without_episode_starts(x: dict) -> list[dict]:
+def measure_step(step_fn, state0, x0: dict, parameters) -> bptt.StepBytes:
+    """A step's sizes, whatever ``x0`` holds: the larger of a step where no sequence starts
+    an episode and one where every sequence does. A step that starts an episode reads a
+    fresh state, so it shares less with the step before it (a larger chained internal
+    state)."""
+    return _largest([bptt.measure_step_bytes(step_fn, state0, x, parameters) for x in _episode_start_variants(x0)])
+
+
+def _episode_start_variants(x: dict) -> list[dict]:
     """Step inputs ``x`` with no sequence starting an episode (``first`` all false), then
     with every sequence starting one; ``[x]`` for inputs without ``first``."""
     first = x.get("first")
@@ -41,8 +49,7 @@ def with_and_without_episode_starts(x: dict) -> list[dict]:
     return [{**x, "first": torch.zeros_like(first)}, {**x, "first": torch.ones_like(first)}]
 
 
-def largest(sizes: list[bptt.StepBytes]) -> bptt.StepBytes:
-    """Each size the largest of ``sizes``."""
+def _largest(sizes: list[bptt.StepBytes]) -> bptt.StepBytes:
     return bptt.StepBytes(*(max(getattr(s, f.name) for s in sizes) for f in dataclasses.fields(bptt.StepBytes)))
 
 
@@ -70,7 +77,7 @@ class BudgetedUnroll:
 
     def __init__(
         self, mode: str, budget: int | str, parameters, measure_every: int = 1, open_journal=None,
-        plan_units: int = 512,
+        plan_units: int = MAX_UNITS,
     ):
         if mode not in ("hsm", "ism", "msm"):
             raise ValueError(f"budgeted unroll mode must be hsm, ism or msm, got {mode!r}")
@@ -119,8 +126,7 @@ class BudgetedUnroll:
         """The fewest evaluations any schedule of ``length`` steps could need within the
         budget less the current fixed part (:func:`learners.bptt_plan.cost_lower_bound`,
         counted in bytes)."""
-        sizes = self._sizes[length]
-        step = sizes.chained_internal_bytes or sizes.stored_internal_bytes or sizes.internal_bytes
+        step = self._sizes[length].plain_step_bytes
         return cost_lower_bound(length, max(self.budget_bytes - self.fixed_bytes, 0), 0, step)
 
     def held_back_by_plan_units(self, plan: bptt.Plan) -> bool:
@@ -133,7 +139,7 @@ class BudgetedUnroll:
     def _reserved_rows(journal) -> int:
         """The rows in use at the unroll's start, rounded up to a multiple of 1/RESERVE_STEPS
         of all rows, so that the plan changes at most RESERVE_STEPS times as the memory fills."""
-        rows = journal.memory.shape[0] * journal.num_rows
+        rows = journal.total_rows
         step = -(-rows // RESERVE_STEPS)
         return min(rows, -(-journal.rows_in_use // step) * step)
 
@@ -149,7 +155,7 @@ class BudgetedUnroll:
     def _warn_if_a_full_memory_will_not_fit(self, journal, length: int) -> None:
         """Say now, not hours later, if the budget cannot hold the fixed part of a full memory."""
         sizes = self._sizes[length]
-        every_row = journal.memory.shape[0] * journal.num_rows
+        every_row = journal.total_rows
         least_plan = bptt.minimum_budget_bytes(sizes.hidden_bytes, sizes.internal_bytes)
         empty, full = (self.step_bytes(length, journal, rows).fixed_bytes for rows in (0, every_row))
         if self.budget_bytes >= full + least_plan:
@@ -163,18 +169,15 @@ class BudgetedUnroll:
         )
 
     def _measure(self, step_fn, state0, x0, journal, length: int) -> bptt.StepBytes:
-        """Step sizes: the larger of a step where no sequence starts an episode and one where
-        every sequence does, whatever step 0 of this batch holds. A step that starts an
-        episode reads a fresh state, so it shares less with the step before it (a larger
-        chained internal state). The journal's rates come from the first: a reset's entries
-        are covered by the reserve and the doubled log (``UndoLog.bound_bytes``)."""
-        measured = []
-        for index, x in enumerate(with_and_without_episode_starts(x0)):
-            if journal is None:
-                measured.append(bptt.measure_step_bytes(step_fn, state0, x, self.parameters))
-            else:
-                measured.append(self._measure_with_journal(step_fn, state0, x, journal, length, rates=index == 0))
-        return largest(measured)
+        """:func:`measure_step`; with a journal, its rates come from the step without episode
+        starts: a reset's entries are covered by the reserve and the doubled log
+        (``UndoLog.bound_bytes``)."""
+        if journal is None:
+            return measure_step(step_fn, state0, x0, self.parameters)
+        return _largest([
+            self._measure_with_journal(step_fn, state0, x, journal, length, rates=index == 0)
+            for index, x in enumerate(_episode_start_variants(x0))
+        ])
 
     def _measure_with_journal(self, step_fn, state0, x0, journal, length: int, rates: bool) -> bptt.StepBytes:
         """Step sizes and, if ``rates``, the journal's bytes and rows per step

@@ -73,7 +73,7 @@ class UndoLog:
         self.on_revert: list = []  # callbacks f(table, flat_rows [P]) after rows are reverted
         self.tables: list[torch.Tensor] = [memory]  # every table a journal's steps update in place
         self.table_bytes = _nbytes(memory)
-        self.rows_in_use = memory.shape[0] * self.num_rows  # at opening: a journal's bound reserves them for resets
+        self.rows_in_use = self.total_rows  # at opening: a journal's bound reserves them for resets
         self.live_bytes = 0
         self.peak_bytes = 0
 
@@ -92,6 +92,11 @@ class UndoLog:
             log.rows_in_use = rows_in_use
         memory._engram_undo_log = log
         return log
+
+    @property
+    def total_rows(self) -> int:
+        """B·N: the rows of each table."""
+        return self.memory.shape[0] * self.num_rows
 
     @property
     def applied(self) -> int:
@@ -212,7 +217,7 @@ class UndoLog:
           that a step of the unroll touched needs that step's entry, at least as large;
         - every row in use at the start once more, for a reset that clears it untouched;
         - a gradient slot (key and W values) per row read or written, at most every row."""
-        rows = self.memory.shape[0] * self.num_rows
+        rows = self.total_rows
         in_use = self.rows_in_use if rows_in_use is None else rows_in_use
         reset_row = sum(8 + t[0, 0].numel() * t.element_size() for t in self.tables)
         slot = 8 + self.memory.shape[2] * self.memory.element_size()

@@ -3,7 +3,9 @@
 A rollout is T agent steps of B environments from one actor. Arrays travel as raw bytes
 with their dtype and shape; nothing is pickled. :func:`decode` validates the schema
 name and version, every field's dtype and shape, and the T/B consistency between
-fields, and raises :class:`RolloutDecodeError` naming the problem otherwise.
+fields, and raises :class:`RolloutDecodeError` naming the problem otherwise. Whether a
+well-formed rollout fits the learner (T, widths, action range, state layout, finite
+values) is :mod:`learners.rollout_check`'s question.
 
 Time layout (T = unroll length, B = envs in the actor):
 
@@ -19,6 +21,7 @@ Time layout (T = unroll length, B = envs in the actor):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import msgpack
@@ -95,7 +98,7 @@ def _unpack_array(name: str, message) -> np.ndarray:
         raise RolloutDecodeError(f"field {name!r}: bad shape {shape!r}")
     if not isinstance(data, bytes):
         raise RolloutDecodeError(f"field {name!r}: data must be bytes")
-    expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    expected = math.prod(shape) * np.dtype(dtype).itemsize  # Python ints: no int64 overflow
     if len(data) != expected:
         raise RolloutDecodeError(
             f"field {name!r}: {len(data)} bytes for shape {shape} of {dtype} (expected {expected}); truncated?"

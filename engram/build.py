@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import numpy as np
+
 from agents.registry import build_agent
 from engram.config import Config
 from envs.registry import make_vector_env
@@ -12,12 +14,14 @@ from learners.budgeted_unroll import BudgetedUnroll
 from learners.driver import DriverSettings
 from learners.intrinsic import IntrinsicRewards
 from learners.learner import Learner, LearnerSettings, full_unroll
+from learners.rollout_check import RolloutSpec
 
 
 @dataclass(frozen=True)
 class EnvSpec:
     observation_shape: tuple[int, ...]
     num_actions: int
+    observation_dtype: str = "uint8"
 
 
 def env_factory(config: Config, seed: int, num_envs: int | None = None):
@@ -35,7 +39,8 @@ def probe_env(config: Config) -> EnvSpec:
     """Build one env briefly to read the observation shape and action count."""
     env = env_factory(config, seed=config.run.seed, num_envs=1)()
     try:
-        return EnvSpec(tuple(env.single_observation_space.shape), int(env.single_action_space.n))
+        space = env.single_observation_space
+        return EnvSpec(tuple(space.shape), int(env.single_action_space.n), np.dtype(space.dtype).name)
     finally:
         env.close()
 
@@ -126,3 +131,8 @@ def driver_settings(config: Config, *, total_steps: int | None = None, seed: int
         max_actor_restarts=resources.max_actor_restarts,
         seed=config.run.seed if seed is None else seed,
     )
+
+
+def rollout_spec(config: Config, spec: EnvSpec, make_agent) -> RolloutSpec:
+    """What the learner accepts from an actor, read off a fresh agent."""
+    return RolloutSpec.from_agent(make_agent(), spec.observation_shape, spec.observation_dtype, config.learner.unroll_length)

@@ -189,6 +189,7 @@ def train(
             progress=progress,
             on_update=hooks,
             should_stop=lambda: bool(stop_requested),
+            rollout_spec=build.rollout_spec(config, spec, make_agent),
         )
         driver.run()
         hooks.log(progress, hooks.last_metrics)

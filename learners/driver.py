@@ -28,6 +28,7 @@ import ray
 from actors import wire
 from actors.rollout import PublishedWeights, RolloutWorker
 from learners.learner import Learner
+from learners.rollout_check import RolloutSpec
 
 log = logging.getLogger("engram.driver")
 
@@ -83,6 +84,8 @@ class Driver:
         on_update: ``on_update(progress, metrics, rollouts)`` after each learner step.
         should_stop: polled between updates (e.g. a signal handler's flag).
         worker_class: the actor's class (a :class:`RolloutWorker` or a subclass).
+        rollout_spec: what the learner accepts; a rollout that does not fit is dropped
+            and counted in ``rejected_rollouts`` before it can join a batch.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class Driver:
         on_update: Callable[[Progress, dict, list], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         worker_class: type = RolloutWorker,
+        rollout_spec: RolloutSpec | None = None,
     ):
         self.settings = settings
         self.learner = learner
@@ -103,6 +107,7 @@ class Driver:
         self.progress = progress or Progress()
         self.on_update = on_update or (lambda progress, metrics, rollouts: None)
         self.should_stop = should_stop
+        self.rollout_spec = rollout_spec
         self._remote_worker = ray.remote(num_cpus=settings.actor_num_cpus, max_restarts=0)(worker_class)
         self._actors: dict[int, Any] = {}
         self._generation: dict[int, int] = {}
@@ -166,10 +171,14 @@ class Driver:
                         continue
                     self._request(actor_id, pending)
                     try:
-                        buffer.append(wire.decode(payload))
-                    except wire.RolloutDecodeError as error:
+                        rollout = wire.decode(payload)
+                        if self.rollout_spec is not None:
+                            self.rollout_spec.check(rollout, newest_version=self.version)
+                    except wire.RolloutDecodeError as error:  # RolloutRejected included
                         self.progress.rejected_rollouts += 1
                         log.warning("rejected a rollout from actor %d: %s", actor_id, error)
+                        continue
+                    buffer.append(rollout)
                 while len(buffer) >= s.rollouts_per_update:
                     batch, buffer = buffer[: s.rollouts_per_update], buffer[s.rollouts_per_update :]
                     self._learn(batch)

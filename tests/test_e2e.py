@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from actors import wire
 from actors.rollout import RolloutWorker
 from engram import build
 from engram.checkpoint import Checkpointer
@@ -91,6 +92,7 @@ def _driver(config, **kwargs):
     make_agent = build.agent_factory(config, spec)
     learner = build.learner(config, make_agent())
     settings = build.driver_settings(config)
+    kwargs.setdefault("rollout_spec", build.rollout_spec(config, spec, make_agent))
     return Driver(settings, learner, build.env_factory(config, 0), make_agent, **kwargs)
 
 
@@ -131,6 +133,33 @@ def test_rejected_rollouts_are_counted_and_training_goes_on(ray_session):
     config = load_config("configs/smoke.yaml", ["run.total_steps=6000"])
     progress = _driver(config, worker_class=CorruptingWorker).run()
     assert progress.rejected_rollouts >= 2
+    assert progress.env_steps >= 6000
+
+
+class ImpossibleWorker(RolloutWorker):
+    """Every third rollout decodes but cannot be trained on: an action out of range, a NaN reward."""
+
+    calls = 0
+
+    def unroll(self, weights=None):
+        rollout = wire.decode(super().unroll(weights))
+        self.calls += 1
+        if self.calls % 3 == 0:
+            rollout.actions = np.full_like(rollout.actions, 99)
+        if self.calls % 3 == 1 and self.calls > 1:
+            rollout.rewards = np.full_like(rollout.rewards, np.nan)
+        return wire.encode(rollout)
+
+
+def test_impossible_rollouts_are_dropped_one_by_one_and_training_goes_on(ray_session):
+    import sys
+
+    import ray
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    config = load_config("configs/smoke.yaml", ["run.total_steps=6000"])
+    progress = _driver(config, worker_class=ImpossibleWorker).run()
+    assert progress.rejected_rollouts >= 4
     assert progress.env_steps >= 6000
 
 

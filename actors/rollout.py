@@ -23,6 +23,11 @@ import torch
 from actors import wire
 
 
+
+class NonFiniteLogitsError(RuntimeError):
+    """The agent's policy produced NaN or infinite logits: its weights are broken, not the sampler."""
+
+
 @dataclass
 class PublishedWeights:
     """A versioned handle on the learner's weights.
@@ -146,6 +151,11 @@ class RolloutWorker:
             telemetry.append(output.telemetry)
             if t == T:
                 break
+            if not bool(torch.isfinite(output.logits).all()):
+                raise NonFiniteLogitsError(
+                    f"actor {self.actor_id}: the policy gave non-finite logits at step {t} with weights of version "
+                    f"{self.policy_version}; the published weights have diverged"
+                )
             action = torch.multinomial(torch.softmax(output.logits, dim=-1), 1).squeeze(1).numpy()
             observation, reward, terminated, truncated, _ = self.env.step(action)
             done = np.logical_or(terminated, truncated)

@@ -75,6 +75,8 @@ def learner_settings(config: Config) -> LearnerSettings:
         entropy_cost=learner.entropy_cost,
         clip_rho_threshold=learner.clip_rho_threshold,
         clip_pg_rho_threshold=learner.clip_pg_rho_threshold,
+        max_update_ratio=learner.max_update_ratio,
+        max_consecutive_skips=learner.max_consecutive_skips,
         aux_loss_costs=config.agent.aux_loss_costs(),
         mixed_monte_carlo=config.exploration.mixed_monte_carlo,
     )

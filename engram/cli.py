@@ -9,6 +9,7 @@ import sys
 
 from engram.checkpoint import CheckpointError
 from engram.config import ConfigError
+from learners.errors import DivergenceError
 
 BENCHMARKS = {
     "throughput": "benchmarks.throughput",
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except DivergenceError as error:
+        print(f"engram: error: {error}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -244,6 +244,12 @@ class LearnerConfig(Section):
     entropy_cost: float = Field(0.01, ge=0, description="Weight of the entropy regulariser.")
     clip_rho_threshold: float = Field(1.0, gt=0, description="V-trace ρ̄.")
     clip_pg_rho_threshold: float = Field(1.0, gt=0, description="V-trace ρ̄ for the policy-gradient advantage.")
+    max_update_ratio: float = Field(
+        1.0, gt=0, description="An optimiser step that moves the weights by more than this share of their norm is rolled back."
+    )
+    max_consecutive_skips: int = Field(
+        20, ge=1, description="The run stops after this many updates in a row were skipped or rolled back."
+    )
     bptt: BPTTConfig = BPTTConfig()
 
 

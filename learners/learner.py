@@ -3,12 +3,17 @@
 ``Learner.update(rollouts) -> metrics`` stacks the rollouts time-major, recomputes the
 policy and values over the unroll (replaying the actors' recorded decisions), forms
 V-trace targets, and takes one optimiser step with gradient clipping. A non-finite loss
-or gradient skips the step, keeps the weights, and is counted.
+or gradient skips the step, keeps the weights, and is counted. A step that leaves a
+non-finite weight, or moves the weights by more than ``max_update_ratio`` of their norm,
+is rolled back (weights and optimiser state) and counted the same way; after
+``max_consecutive_skips`` such updates in a row :class:`DivergenceError` stops the run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -19,8 +24,11 @@ from agents.agent import Agent
 from agents.core import State
 from learners import losses, vtrace
 from learners.batch import Batch, stack_rollouts
+from learners.errors import DivergenceError
 from learners.budgeted_unroll import step_slice
 from learners.exploration import mixed_monte_carlo_targets
+
+log = logging.getLogger("engram.learner")
 
 
 @dataclass
@@ -43,6 +51,8 @@ class LearnerSettings:
     clip_pg_rho_threshold: float = 1.0
     aux_loss_costs: dict[str, float] = field(default_factory=dict)
     mixed_monte_carlo: float = 0.0  # weight of the Monte-Carlo return in the value target
+    max_update_ratio: float = 1.0  # a step with ||Δθ|| > this × ||θ|| is rolled back
+    max_consecutive_skips: int = 20
 
 
 def make_step_fn(agent: Agent):
@@ -106,6 +116,8 @@ class Learner:
         self.optimizer = self._make_optimizer()
         self.updates = 0
         self.skipped_updates = 0
+        self.consecutive_skips = 0
+        self.last_skip_reason = ""
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         s = self.settings
@@ -176,20 +188,18 @@ class Learner:
                 metrics[f"loss/{aux_name}"] = float(aux_sum.detach())
 
         self.optimizer.zero_grad(set_to_none=True)
-        skipped = not torch.isfinite(total)
         grad_norm = float("nan")
-        if not skipped:
+        skip_reason = "" if torch.isfinite(total) else f"non-finite loss ({float(total.detach())})"
+        if not skip_reason:
             backward_context = getattr(self.unroll, "backward_context", contextlib.nullcontext)
             with backward_context():
                 total.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.agent.parameters(), s.grad_clip))
-            skipped = not math.isfinite(grad_norm)
-        if skipped:
-            self.optimizer.zero_grad(set_to_none=True)
-            self.skipped_updates += 1
-        else:
-            self.optimizer.step()
-            self.updates += 1
+            if not math.isfinite(grad_norm):
+                skip_reason = f"non-finite gradient norm ({grad_norm})"
+        if not skip_reason:
+            skip_reason = self._guarded_step()
+        self._count(skip_reason)
 
         lag = [learner_version - v for v in batch.policy_versions] if learner_version is not None else [0]
         metrics.update(
@@ -208,6 +218,48 @@ class Learner:
         if hasattr(self.unroll, "metrics"):
             metrics.update(self.unroll.metrics())
         return metrics
+
+    def _guarded_step(self) -> str:
+        """Take the optimiser step; roll it back and say why if it diverged, else return ""."""
+        params = [p for p in self.agent.parameters() if p.grad is not None]
+        before = [p.detach().clone() for p in params]
+        optimizer_before = copy.deepcopy(self.optimizer.state_dict())
+        self.optimizer.step()
+        with torch.no_grad():
+            old_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(b) for b in before]))
+            new_norms = torch.stack([torch.linalg.vector_norm(p) for p in params])
+            step_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p - b) for p, b in zip(params, before)]))
+        if bool(torch.isfinite(new_norms).all()) and float(step_norm) <= self.settings.max_update_ratio * max(float(old_norm), 1e-8):
+            return ""
+        reason = (
+            f"the step moved the weights by {float(step_norm):.3g} against a norm of {float(old_norm):.3g}"
+            if bool(torch.isfinite(new_norms).all())
+            else "the step left non-finite weights"
+        )
+        with torch.no_grad():
+            for p, b in zip(params, before):
+                p.copy_(b)
+        self.optimizer.load_state_dict(optimizer_before)
+        return reason
+
+    def _count(self, skip_reason: str) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if not skip_reason:
+            self.updates += 1
+            self.consecutive_skips = 0
+            return
+        self.skipped_updates += 1
+        self.consecutive_skips += 1
+        self.last_skip_reason = skip_reason
+        log.warning("update skipped (%d in a row): %s", self.consecutive_skips, skip_reason)
+        if self.consecutive_skips >= self.settings.max_consecutive_skips:
+            s = self.settings
+            raise DivergenceError(
+                f"{self.consecutive_skips} updates in a row were skipped or rolled back (last: {skip_reason}). "
+                f"The training diverges: the learning rate ({s.learning_rate:g}) is the usual cause; "
+                f"lower learner.learning_rate, or check the rewards and learner.grad_clip ({s.grad_clip:g}). "
+                "The weights are the last good ones; no checkpoint was written from a diverged step."
+            )
 
     def state_dict(self) -> dict:
         state = {

@@ -174,3 +174,19 @@ def test_learner_as_a_ray_actor_trains_and_checkpoints(ray_session, tmp_path):
     payload, _ = Checkpointer(run_dir / "checkpoints").load_latest()
     assert payload["progress"]["env_steps"] >= 3000
     assert payload["learner"]["updates"] > 0
+
+
+def test_a_diverging_run_stops_with_the_cause_and_keeps_good_weights(ray_session, tmp_path):
+    from learners.errors import DivergenceError
+
+    run_dir = tmp_path / "diverge"
+    config = load_config(
+        "configs/smoke.yaml",
+        ["run.total_steps=100000", "telemetry.console=false", "learner.learning_rate=1e30",
+         "learner.max_consecutive_skips=5"],
+    )
+    with pytest.raises(DivergenceError, match="learning_rate"):
+        train(config, str(run_dir))
+    for path in (run_dir / "checkpoints").glob("ckpt-*.pt"):
+        payload = torch.load(path, weights_only=True)
+        assert all(torch.isfinite(v).all() for v in payload["learner"]["agent"].values() if v.is_floating_point())

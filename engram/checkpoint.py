@@ -1,9 +1,13 @@
 """Atomic, rotating checkpoints.
 
-Each checkpoint is written to a temporary file in the same folder, flushed to disk and
-renamed into place, so a crash mid-write never leaves a half-written ``ckpt-*.pt``.
-Loading uses ``torch.load(weights_only=True)`` (no pickle code runs) and falls back from
-a corrupt newest checkpoint to the previous one with a warning.
+Each checkpoint is written to a temporary file in the same folder, flushed to disk,
+renamed into place, and the folder is flushed too, so a crash mid-write never leaves a
+half-written ``ckpt-*.pt`` and a finished save survives a power cut. A ``.tmp-*`` left by
+a crashed write is removed when the folder is next opened. Loading uses
+``torch.load(weights_only=True)`` (no pickle code runs) and falls back from an unreadable
+newest checkpoint to the previous one with a warning, setting the unreadable file aside
+as ``*.corrupt`` so that rotation never counts it. Rotation never deletes the file it
+has just written.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ class Checkpointer:
     def __init__(self, directory: str | Path, keep: int = 3):
         self.directory = Path(directory)
         self.keep = keep
+        for leftover in self.directory.glob(".tmp-*"):
+            log.warning("removing %s, left by a checkpoint write that did not finish", leftover)
+            leftover.unlink(missing_ok=True)
 
     def paths(self) -> list[Path]:
         """Existing checkpoints, oldest first."""
@@ -41,10 +48,12 @@ class Checkpointer:
                 stream.flush()
                 os.fsync(stream.fileno())
             os.replace(temporary, target)
+            _fsync_directory(self.directory)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        for old in self.paths()[: -self.keep]:
+        others = [path for path in self.paths() if path != target]
+        for old in others[: max(len(others) - (self.keep - 1), 0)]:
             old.unlink(missing_ok=True)
         return target
 
@@ -57,8 +66,19 @@ class Checkpointer:
             try:
                 return load_checkpoint(path), path
             except Exception as error:
-                log.warning("checkpoint %s is unreadable (%s); trying the previous one", path, error)
-        raise CheckpointError(f"every checkpoint in {self.directory} is unreadable")
+                aside = path.with_name(path.name + ".corrupt")
+                log.warning("checkpoint %s is unreadable (%s); set aside as %s, trying the previous one", path, error, aside.name)
+                os.replace(path, aside)
+        raise CheckpointError(f"every checkpoint in {self.directory} is unreadable (set aside as *.corrupt)")
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Flush the folder's entries, so the rename itself is on disk."""
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def load_checkpoint(path: str | Path) -> dict:

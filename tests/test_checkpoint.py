@@ -46,3 +46,54 @@ def test_loading_refuses_pickled_code(tmp_path):
     torch.save({"object": NotATensor()}, path)
     with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(path)
+
+
+def test_an_unreadable_newest_file_is_set_aside_and_never_costs_the_new_save(tmp_path):
+    checkpointer = Checkpointer(tmp_path, keep=1)
+    checkpointer.save({"step": 5}, 5)
+    broken = tmp_path / "ckpt-000000000900.pt"  # a higher step than the run will reach next
+    broken.write_bytes(b"not a checkpoint")
+    payload, _ = checkpointer.load_latest()  # --resume falls back to step 5
+    assert payload["step"] == 5
+    assert (tmp_path / "ckpt-000000000900.pt.corrupt").is_file() and not broken.exists()
+    written = checkpointer.save({"step": 6}, 6)
+    assert checkpointer.paths() == [written]
+    assert checkpointer.load_latest()[0]["step"] == 6
+
+
+def test_rotation_never_deletes_the_file_just_written_even_below_a_newer_one(tmp_path):
+    checkpointer = Checkpointer(tmp_path, keep=1)
+    checkpointer.save({"step": 900}, 900)  # readable, from a run that later restarted earlier
+    written = checkpointer.save({"step": 6}, 6)
+    assert written.exists()
+
+
+def test_a_crashed_write_leaves_no_checkpoint_and_its_temporary_is_removed(tmp_path, monkeypatch):
+    checkpointer = Checkpointer(tmp_path, keep=3)
+    checkpointer.save({"step": 1}, 1)
+
+    def crash_midway(payload, stream):
+        stream.write(b"half a checkpoint")
+        stream.flush()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash_midway)
+    with pytest.raises(KeyboardInterrupt):
+        checkpointer.save({"step": 2}, 2)
+    assert [p.name for p in checkpointer.paths()] == ["ckpt-000000000001.pt"]  # nothing written in place
+    leftover = tmp_path / ".tmp-crashed.pt"  # as a SIGKILL mid-write would leave it
+    leftover.write_bytes(b"partial")
+    Checkpointer(tmp_path, keep=3)
+    assert not leftover.exists()
+
+
+def test_the_file_is_flushed_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"), real_fsync(fd)))
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("rename"), real_replace(a, b)))
+    Checkpointer(tmp_path).save({"step": 1}, 1)
+    assert events == ["file", "rename", "dir"]

@@ -42,7 +42,12 @@ def prepare_run_dir(run_dir: Path, config: Config, resume: bool) -> None:
 
 
 def _init_ray(address: str | None) -> bool:
-    """Join ``address`` or start an embedded local Ray; True if this process started it."""
+    """Join ``address`` or start an embedded local Ray; True if this process started it.
+
+    Without ``address`` a new local Ray always starts (``address="local"``): a plain
+    ``ray.init()`` would join any cluster already running on the machine, found
+    through ``RAY_ADDRESS`` or the address file Ray leaves in its temp folder.
+    """
     import ray
 
     if ray.is_initialized():
@@ -50,7 +55,7 @@ def _init_ray(address: str | None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(include_dashboard=False, log_to_driver=True)
+        ray.init(address="local", include_dashboard=False, log_to_driver=True)
     return True
 
 

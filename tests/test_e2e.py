@@ -190,3 +190,20 @@ def test_a_diverging_run_stops_with_the_cause_and_keeps_good_weights(ray_session
     for path in (run_dir / "checkpoints").glob("ckpt-*.pt"):
         payload = torch.load(path, weights_only=True)
         assert all(torch.isfinite(v).all() for v in payload["learner"]["agent"].values() if v.is_floating_point())
+
+
+def test_train_without_address_starts_its_own_ray_even_when_another_is_advertised(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import ray; from engram.train import _init_ray; assert _init_ray(None); "
+        "print('GCS', ray.get_runtime_context().gcs_address); ray.shutdown()"
+    )
+    # RAY_ADDRESS is how a running cluster advertises itself to a plain ray.init(); nothing listens there.
+    env = {**os.environ, "RAY_ADDRESS": "127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    address = next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("GCS"))
+    assert not address.endswith(":9")

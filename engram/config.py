@@ -407,7 +407,10 @@ def apply_override(tree: dict, assignment: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"--set {key}: '{'.'.join(parts[: depth + 1])}' is a value, not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw)
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {key}: the value {raw!r} is not valid YAML ({error.problem})") from None
 
 
 def from_dict(tree: dict) -> Config:
@@ -423,9 +426,14 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if tree is None:
+        raise ConfigError(
+            f"{path} is empty: it would start the default Pong run unasked; "
+            "write the settings you want, or start from configs/pong_lstm.yaml"
+        )
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     for assignment in overrides:

@@ -37,6 +37,11 @@ def prepare_run_dir(run_dir: Path, config: Config, resume: bool) -> None:
         raise ConfigError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
     if not resume and checkpoints:
         raise ConfigError(f"run folder {run_dir} already holds checkpoints: pass --resume, or choose another --run-dir")
+    if not resume and (run_dir / "metrics.jsonl").exists():
+        raise ConfigError(
+            f"run folder {run_dir} already holds a run's metrics.jsonl (no checkpoint yet): "
+            "choose another --run-dir, or delete the folder"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(config))
 

@@ -102,3 +102,26 @@ def test_memory_tasks_refuse_a_checkpointed_unroll_they_would_ignore():
 def test_plan_units_below_the_planners_floor_are_refused():
     with pytest.raises(ConfigError, match="plan_units"):
         load_config(CONFIGS[0], ["learner.bptt.plan_units=4"])
+
+
+def test_an_empty_config_file_is_refused_not_run_as_the_default(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(path)
+
+
+def test_a_malformed_set_value_names_the_key():
+    with pytest.raises(ConfigError, match="learner.learning_rate.*not valid YAML"):
+        load_config("configs/smoke.yaml", ["learner.learning_rate=[1"])
+
+
+def test_a_folder_with_metrics_but_no_checkpoint_is_not_reused_without_resume(tmp_path):
+    from engram.train import prepare_run_dir
+
+    config = load_config("configs/smoke.yaml")
+    (tmp_path / "metrics.jsonl").write_text('{"steps": 1}\n')
+    with pytest.raises(ConfigError, match="metrics.jsonl"):
+        prepare_run_dir(tmp_path, config, resume=False)
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"steps": 1}\n'
+    assert not (tmp_path / "config.yaml").exists()

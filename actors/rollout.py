@@ -23,7 +23,6 @@ import torch
 from actors import wire
 
 
-
 class NonFiniteLogitsError(RuntimeError):
     """The agent's policy produced NaN or infinite logits: its weights are broken, not the sampler."""
 

@@ -24,8 +24,8 @@ from agents.agent import Agent
 from agents.core import State
 from learners import losses, vtrace
 from learners.batch import Batch, stack_rollouts
-from learners.errors import DivergenceError
 from learners.budgeted_unroll import step_slice
+from learners.errors import DivergenceError
 from learners.exploration import mixed_monte_carlo_targets
 
 log = logging.getLogger("engram.learner")

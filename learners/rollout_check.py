@@ -103,11 +103,8 @@ class RolloutSpec:
                 )
         self._check_dict("initial_state", rollout.initial_state, self.state, batch=B)
         self._check_dict("decisions", rollout.decisions, self.decisions, batch=None)
-        for name in ("observations", "rewards", "behaviour_logits", "initial_prev_reward"):
-            values = getattr(rollout, name)
-            if values.dtype.kind == "f" and not np.isfinite(values).all():
-                raise RolloutRejected(f"{name}: holds NaN or infinite values")
-        for name, values in (*rollout.initial_state.items(), *rollout.decisions.items()):
+        arrays = {name: getattr(rollout, name) for name in ("observations", "rewards", "behaviour_logits", "initial_prev_reward")}
+        for name, values in (*arrays.items(), *rollout.initial_state.items(), *rollout.decisions.items()):
             if values.dtype.kind == "f" and not np.isfinite(values).all():
                 raise RolloutRejected(f"{name}: holds NaN or infinite values")
         if rollout.policy_version > newest_version:

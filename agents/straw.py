@@ -50,8 +50,10 @@ Decisions taken here where the paper leaves room (or where it could not be check
   computes V with a linear head on ``CoreOutput.features``, so the features are
   ``[z_t, vec(A_t)]``; with ``value_row=True`` the plan gets the extra row and a linear value
   head can read it directly. Default ``False`` (the state's ``plan`` is then ``[B, |A|, T]``).
-* ρ appends zeros to A (a plan that ran out gives a uniform policy) but appends ones to c,
-  so a plan that is followed to its end forces a re-plan instead of committing forever.
+* A plan is never exhausted: the last column of every new commitment plan is 1, so a plan
+  followed to its end re-plans on the step after its last column was used (every T steps at
+  the latest). ρ appends zeros to A and ones to c; with that column the appended zeros of A
+  never reach the front.
 * The initial commitment plan is ``[1, 0, …, 0]``, so the first step of an episode re-plans.
 * e (``commitment_scale``) is a fixed constant (default 40, **check** against the paper); b
   is a learned scalar initialised to ``commitment_bias_init`` (0: before training about one
@@ -260,6 +262,9 @@ class StrawCore(RecurrentCore):
         new_commitment = torch.sigmoid(
             self.commitment_bias + self.commitment_scale * commitment_filter
         )
+        # A plan written now has T columns, used at steps t … t+T−1; the gate of step t+T reads
+        # column T−1 of this commitment plan after T−1 shifts, so that column forces the re-plan.
+        new_commitment = torch.cat([new_commitment[:, :-1], torch.ones_like(new_commitment[:, -1:])], dim=1)
 
         # A_t = ρ(A_{t−1}) + g_t · write;  c_t = g_t · c_new + (1 − g_t) · ρ(c_{t−1}).
         plan = time_shift(previous_plan) + gate[:, None, None] * plan_update

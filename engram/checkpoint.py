@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -81,8 +82,36 @@ def _fsync_directory(directory: Path) -> None:
         os.close(handle)
 
 
+def newest_in(directory: str | Path) -> Path:
+    """The newest ``ckpt-*.pt`` of a run folder (in its ``checkpoints/``) or of a checkpoints folder."""
+    directory = Path(directory)
+    found = sorted((directory / "checkpoints").glob("ckpt-*.pt")) or sorted(directory.glob("ckpt-*.pt"))
+    if not found:
+        raise CheckpointError(
+            f"{str(directory)!r} is a folder with no ckpt-*.pt in it or in its checkpoints/: "
+            "pass a checkpoint file, or a run folder that holds one"
+        )
+    return found[-1]
+
+
 def load_checkpoint(path: str | Path) -> dict:
+    """Read one checkpoint file; :class:`CheckpointError` names the file and what is wrong with it."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise CheckpointError(f"{str(path)!r} is a folder, not a checkpoint file (see newest_in)")
+    if not path.exists():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" in str(error):
+            raise CheckpointError(
+                f"{str(path)!r} holds Python objects beyond tensors and plain data; checkpoints are loaded with "
+                "weights_only=True, so code inside a file never runs (was it written by engram?)"
+            ) from None
+        raise CheckpointError(f"{str(path)!r} is unreadable: truncated, or not a checkpoint ({error})") from None
+    except Exception as error:  # torch.load raises KeyError, RuntimeError, EOFError... for foreign files
+        raise CheckpointError(
+            f"{str(path)!r} is unreadable: truncated, or not a checkpoint file "
+            f"(torch.load failed with {type(error).__name__}: {error})"
+        ) from None

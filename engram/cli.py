@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="join this Ray cluster (default: $RAY_ADDRESS, else start Ray locally)")
 
     evaluate = commands.add_parser("eval", help="play episodes with a trained checkpoint")
-    evaluate.add_argument("checkpoint", help="path to a ckpt-*.pt file")
+    evaluate.add_argument("checkpoint", help="a ckpt-*.pt file, or a run folder (plays its newest checkpoint)")
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes to play (default 10)")
     evaluate.add_argument("--video", metavar="PATH", help="write the first episode as a video (.mp4 or .gif)")
     evaluate.add_argument("--seed", type=int, default=12345, help="environment seed")

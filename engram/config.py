@@ -64,6 +64,21 @@ class MemoryCueConfig(Section):
 class MazeConfig(Section):
     options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of envs.maze.MazeVectorEnv.")
 
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        import inspect
+
+        from envs.maze import MazeVectorEnv
+
+        valid = sorted(set(inspect.signature(MazeVectorEnv).parameters) - {"num_envs", "seed"})
+        for key in options:
+            if key not in valid:
+                close = difflib.get_close_matches(key, valid, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ValueError(f"unknown maze option {key!r}{hint}; valid options: {', '.join(valid)}")
+        return options
+
 
 class EnvConfig(Section):
     kind: Literal["atari", "memory_cue", "maze"] = Field("atari", description="Which environment family.")
@@ -173,6 +188,10 @@ class ResourcesConfig(Section):
         "auto", description="auto: a Ray actor when learner_gpus > 0, else in the driver process."
     )
     learner_torch_threads: int = Field(1, gt=0, description="Torch intra-op threads of the learner.")
+    wait_for_resources_s: float = Field(
+        60.0, ge=0, description="How long `engram train` waits for the Ray cluster to free or add what the actors "
+        "reserve before it gives up (a request no node could ever hold fails at once)."
+    )
 
     @field_validator("learner_device")
     @classmethod

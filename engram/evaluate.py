@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from engram import build
-from engram.checkpoint import CheckpointError, load_checkpoint
+from engram.checkpoint import CheckpointError, load_checkpoint, newest_in
 from engram.config import Config, ConfigError, from_dict
 
 log = logging.getLogger("engram.evaluate")
@@ -59,12 +59,10 @@ class VideoError(ConfigError):
 # --- checkpoint -------------------------------------------------------------------------
 def _load_payload(path: str | Path) -> tuple[Config, dict]:
     """The checkpoint's config and whole payload; :class:`CheckpointError` if unusable."""
-    try:
-        payload = load_checkpoint(path)
-    except CheckpointError:
-        raise
-    except Exception as error:  # torch.load raises many types for truncated or foreign files
-        raise CheckpointError(f"checkpoint {str(path)!r} is unreadable: {error}") from None
+    if Path(path).is_dir():
+        path = newest_in(path)
+        log.info("playing the newest checkpoint of the folder: %s", path)
+    payload = load_checkpoint(path)
     if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict):
         raise CheckpointError(f"checkpoint {str(path)!r} holds no engram config (is it an engram ckpt-*.pt file?)")
     return from_dict(payload["config"]), payload

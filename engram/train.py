@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engram import build, core_telemetry
+from engram import build, core_telemetry, preflight
 from engram.checkpoint import Checkpointer
 from engram.config import Config, ConfigError, dump_config
+from engram.resume import check_resume
 from engram.telemetry import Telemetry
 from learners.driver import Driver, Progress
 from learners.learner import Learner
@@ -31,7 +32,8 @@ def resolve_run_dir(config: Config, run_dir: str | None) -> Path:
     return Path(run_dir) if run_dir else Path(config.run.runs_root) / config.run.name
 
 
-def prepare_run_dir(run_dir: Path, config: Config, resume: bool) -> None:
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuse to reuse a run folder without ``--resume``, or to resume one with nothing to resume."""
     checkpoints = list((run_dir / "checkpoints").glob("ckpt-*.pt"))
     if resume and not checkpoints:
         raise ConfigError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
@@ -42,6 +44,9 @@ def prepare_run_dir(run_dir: Path, config: Config, resume: bool) -> None:
             f"run folder {run_dir} already holds a run's metrics.jsonl (no checkpoint yet): "
             "choose another --run-dir, or delete the folder"
         )
+
+
+def write_run_config(run_dir: Path, config: Config) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(config))
 
@@ -157,32 +162,45 @@ def train(
     resume: bool = False,
     address: str | None = None,
 ) -> Path:
-    """Train ``config``; returns the run folder. Raises :class:`ConfigError` on bad input."""
+    """Train ``config``; returns the run folder. Raises :class:`ConfigError` on bad input.
+
+    Everything that can refuse the run (the folder's state, a resume's changed settings,
+    an env that cannot be built, a missing device, resources the cluster lacks) is checked
+    before the folder is written.
+    """
     directory = resolve_run_dir(config, run_dir)
-    prepare_run_dir(directory, config, resume)
+    check_run_dir(directory, resume)
     if config.run.kind == "memory_task":
         if resume:
             raise ConfigError("--resume is not supported for memory_task runs")
+        write_run_config(directory, config)
         from engram.memory_task import run_memory_task
 
         run_memory_task(config, directory)
         return directory
+    checkpointer = Checkpointer(directory / "checkpoints", keep=config.checkpoint.keep)
+    resumed = None
+    if resume:
+        resumed = checkpointer.load_latest()
+        check_resume(resumed[0], config, resumed[1].name)
     torch.manual_seed(config.run.seed)
     random.seed(config.run.seed)
     torch.set_num_threads(config.resources.learner_torch_threads)
 
-    spec = build.probe_env(config)
+    spec = preflight.check_env(config)
+    preflight.check_learner_device(config)
     make_agent = build.agent_factory(config, spec)
     started_ray = _init_ray(address)
     learner = telemetry = None
     stop_requested = []
     previous_handler = signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True))
     try:
+        preflight.check_cluster_resources(config)
+        write_run_config(directory, config)
         learner = build.placed_learner(config, make_agent)
         progress = Progress()
-        checkpointer = Checkpointer(directory / "checkpoints", keep=config.checkpoint.keep)
-        if resume:
-            payload, path = checkpointer.load_latest()
+        if resumed is not None:
+            payload, path = resumed
             learner.load_state_dict(payload["learner"])
             progress.load_state_dict(payload["progress"])
             torch.set_rng_state(payload["rng"]["torch"])

@@ -275,6 +275,8 @@ class Learner:
     def load_state_dict(self, state: dict) -> None:
         self.agent.load_state_dict(state["agent"])
         self.optimizer.load_state_dict(state["optimizer"])  # moves its state to the parameters' device
+        for group in self.optimizer.param_groups:  # the settings, not the saved state, set the step size
+            group["lr"] = self.settings.learning_rate
         self.updates = state["updates"]
         self.skipped_updates = state["skipped_updates"]
         if self.intrinsic_rewards is not None:

@@ -14,6 +14,8 @@ import ray
 
 from learners.learner import Learner
 
+LEARNER_CPUS = 1.0  # what the learner actor reserves beside its GPUs
+
 
 class LearnerHost:
     """Lives in the Ray actor process and owns the real :class:`Learner`."""
@@ -45,7 +47,7 @@ class RemoteLearner:
 
     intrinsic_rewards = None  # its statistics arrive through the update metrics
 
-    def __init__(self, learner_factory: Callable[[], Learner], *, num_gpus: float, num_cpus: float = 1.0,
+    def __init__(self, learner_factory: Callable[[], Learner], *, num_gpus: float, num_cpus: float = LEARNER_CPUS,
                  torch_threads: int = 1):
         host = ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=0)(LearnerHost)
         self._actor = host.remote(learner_factory, torch_threads)

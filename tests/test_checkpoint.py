@@ -1,12 +1,11 @@
 """Checkpoints: atomic rotation, fallback from a corrupt newest file, clear errors."""
 
 import logging
-import pickle
 
 import pytest
 import torch
 
-from engram.checkpoint import CheckpointError, Checkpointer, load_checkpoint
+from engram.checkpoint import CheckpointError, Checkpointer, load_checkpoint, newest_in
 
 
 def test_keeps_the_last_k(tmp_path):
@@ -44,7 +43,7 @@ class NotATensor:
 def test_loading_refuses_pickled_code(tmp_path):
     path = tmp_path / "ckpt-000000000001.pt"
     torch.save({"object": NotATensor()}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match="beyond tensors and plain data"):
         load_checkpoint(path)
 
 
@@ -97,3 +96,23 @@ def test_the_file_is_flushed_before_the_rename_and_the_folder_after(tmp_path, mo
     monkeypatch.setattr(os, "replace", lambda a, b: (events.append("rename"), real_replace(a, b)))
     Checkpointer(tmp_path).save({"step": 1}, 1)
     assert events == ["file", "rename", "dir"]
+
+
+def test_a_folder_and_a_foreign_file_are_named_for_what_they_are(tmp_path):
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file"):
+        load_checkpoint(tmp_path)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello world\n")
+    with pytest.raises(CheckpointError, match=r"not a checkpoint file \(torch.load failed with KeyError"):
+        load_checkpoint(text)
+
+
+def test_newest_in_finds_a_run_folders_latest_checkpoint(tmp_path):
+    checkpointer = Checkpointer(tmp_path / "checkpoints")
+    checkpointer.save({"step": 1}, 1)
+    newest = checkpointer.save({"step": 2}, 2)
+    assert newest_in(tmp_path) == newest
+    assert newest_in(tmp_path / "checkpoints") == newest
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match=r"no ckpt-\*.pt in it"):
+        newest_in(tmp_path / "empty")

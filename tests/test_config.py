@@ -117,11 +117,11 @@ def test_a_malformed_set_value_names_the_key():
 
 
 def test_a_folder_with_metrics_but_no_checkpoint_is_not_reused_without_resume(tmp_path):
-    from engram.train import prepare_run_dir
+    from engram.train import check_run_dir
 
     config = load_config("configs/smoke.yaml")
     (tmp_path / "metrics.jsonl").write_text('{"steps": 1}\n')
     with pytest.raises(ConfigError, match="metrics.jsonl"):
-        prepare_run_dir(tmp_path, config, resume=False)
+        check_run_dir(tmp_path, resume=False)
     assert (tmp_path / "metrics.jsonl").read_text() == '{"steps": 1}\n'
     assert not (tmp_path / "config.yaml").exists()

@@ -165,6 +165,23 @@ def test_cli_corrupt_checkpoint_exits_2(tmp_path, smoke_checkpoint, capsys):
     assert "unreadable" in err and str(corrupt) in err
 
 
+def test_cli_plays_the_newest_checkpoint_of_a_folder_and_names_an_empty_one(tmp_path, smoke_checkpoint, capsys):
+    # smoke_checkpoint lies in <folder>/ckpt-*.pt, the layout of a run's checkpoints/
+    assert main(["eval", str(smoke_checkpoint.parent), "--episodes", "1"]) == 0
+    assert "over 1 episodes" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no ckpt-*.pt" in err and "does not exist" not in err
+
+
+def test_cli_text_file_is_named_as_not_a_checkpoint(tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello world\n")
+    assert main(["eval", str(text)]) == 2
+    err = capsys.readouterr().err
+    assert "not a checkpoint file" in err and str(text) in err
+
+
 def test_memory_task_checkpoint_without_readout_is_refused_clearly(tmp_path, smoke_config, capsys):
     tree = smoke_config.model_dump(mode="json")
     tree["run"]["kind"] = "memory_task"

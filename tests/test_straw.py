@@ -167,6 +167,24 @@ def test_straw_commits_sometimes_and_first_step_replans():
     assert 0 < flags.mean() < 1
 
 
+@pytest.mark.parametrize("variant", ["straw", "strawe"])
+def test_a_plan_that_always_commits_is_replaced_every_T_steps_and_never_runs_out(variant):
+    """With b very negative the head never asks to re-plan: the plan's end must force it,
+    on the step after the plan's last column was used, never one step later."""
+    torch.manual_seed(5)
+    plan_length = 8
+    core = make_core(variant, plan_length=plan_length, commitment_bias_init=-1e4)
+    state = core.initial_state(3)
+    flags = []
+    for step in range(4 * plan_length + 3):
+        output, state = core(torch.randn(3, 12), state)
+        flags.append(output.decisions["replan"])
+        assert (output.policy_logits.abs().amax(dim=1) > 0).all(), f"an exhausted (all-zero) plan at step {step}"
+    replan_steps = torch.stack(flags)[:, 0].nonzero().squeeze(1).tolist()
+    assert replan_steps == list(range(0, 4 * plan_length + 3, plan_length))
+    assert torch.equal(torch.stack(flags)[:, 0], torch.stack(flags)[:, 2])
+
+
 def test_strawe_kl_is_charged_on_replanning_steps_only():
     torch.manual_seed(5)
     core = make_core("strawe")

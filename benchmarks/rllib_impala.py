@@ -1,8 +1,10 @@
-"""Throughput baseline: RLlib's IMPALA on the same Atari setup as ours.
+"""The peer baseline: RLlib's IMPALA on the same Atari setup as ours.
 
 Trains RLlib's IMPALA (new API stack: RLModule + Learner + EnvRunner, torch, learner on CPU
-in the driver) for a fixed wall-clock budget and reports env steps per second, sampled and
-trained, read from RLlib's own lifetime counters.
+in the driver) either for a fixed wall-clock budget, reporting env steps per second sampled
+and trained from RLlib's own lifetime counters (``engram bench throughput``), or for a frame
+budget, writing a learning curve of raw scores (``--learn-frames``, used by
+``engram bench learning --against rllib``).
 
 Settings, matched to ours where RLlib allows (all recorded in the returned dict):
 
@@ -11,7 +13,8 @@ Settings, matched to ours where RLlib allows (all recorded in the returned dict)
   Machado et al. 2018 protocol (sticky actions 0.25, full 18-action set, frameskip 4 with a
   max-pool over the last two frames, 84×84 greyscale, frame stack 4, no life-loss end, no
   no-op starts, no fire reset, 108,000-frame cap), NEXT_STEP autoreset (what RLlib's
-  EnvRunner expects). Rewards clipped to [-1, 1] by RLlib (``clip_rewards=True``).
+  EnvRunner expects). Rewards are clipped to [-1, 1] for training by an env wrapper
+  (RLlib 2.60's new stack ignores ``clip_rewards``), which also logs raw episode scores.
   RLlib's default CNN wants float, channels-last images, so a vector observation wrapper
   turns ``uint8 [N, 4, 84, 84]`` into ``float32 [N, 84, 84, 4]`` in [0, 1] in the EnvRunner
   (RLlib's own Atari wrappers also normalise to float32 inside the env).
@@ -41,6 +44,7 @@ that window, divided by its length, gives the rates. ``train_steps_per_s`` count
 steps the learner trained on.
 
     python -m benchmarks.rllib_impala [--seconds 60] [--json PATH]
+    python -m benchmarks.rllib_impala --game breakout --learn-frames 2000000 --seed 0 --run-dir DIR
 """
 
 from __future__ import annotations
@@ -49,8 +53,10 @@ import argparse
 import json
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
+from gymnasium.vector import VectorWrapper
 
 ENV_NAME = "engram_rllib_atari_vector"
 STACK = 4
@@ -91,12 +97,39 @@ def make_atari_vector_env(config) -> "object":
     def to_float_hwc(obs):
         return np.multiply(np.transpose(obs, (0, 2, 3, 1)), scale, dtype=np.float32)
 
-    return TransformObservation(
+    env = TransformObservation(
         env,
         to_float_hwc,
         observation_space=batch_space(single, num_envs),
         single_observation_space=single,
     )
+    return ClippedRewardsRawScores(env, config.get("episode_log"))
+
+
+class ClippedRewardsRawScores(VectorWrapper):
+    """Trains on rewards clipped to [-1, 1], as engram's learner does (RLlib 2.60's new stack
+    ignores ``clip_rewards``), and appends each finished episode's raw game score to
+    ``episode_log`` (one number per line): the score the learning curves report."""
+
+    def __init__(self, env, episode_log: str | None):
+        super().__init__(env)
+        self.episode_log = episode_log
+        self.raw_returns = np.zeros(env.num_envs, np.float64)
+
+    def reset(self, **kwargs):
+        self.raw_returns[:] = 0.0
+        return self.env.reset(**kwargs)
+
+    def step(self, actions):
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        self.raw_returns += rewards
+        done = np.logical_or(terminated, truncated)
+        if done.any():
+            if self.episode_log:
+                with open(self.episode_log, "a") as stream:
+                    stream.writelines(f"{score:g}\n" for score in self.raw_returns[done])
+            self.raw_returns[done] = 0.0
+        return obs, np.clip(rewards, -1.0, 1.0).astype(np.float32), terminated, truncated, info
 
 
 def _load_average() -> float | None:
@@ -172,7 +205,6 @@ def build_config(
         .environment(
             ENV_NAME,
             env_config={"game": game, "num_threads": num_threads},
-            clip_rewards=True,
         )
         .env_runners(
             num_env_runners=num_env_runners,
@@ -308,7 +340,7 @@ def measure_rllib_impala(
             "noop_max": 0,
             "episodic_life": False,
             "fire_reset": False,
-            "clip_rewards": True,
+            "clip_rewards": "to [-1, 1] in the env wrapper (RLlib 2.60's new stack ignores clip_rewards)",
             "model": "conv 16 8x8/4, conv 32 4x4/2, conv 256 9x9/1 valid (= FC 256), ReLU; "
             f"LSTM {lstm_size}; shared value/policy; no prev action/reward inputs",
             "num_params": num_params,
@@ -333,6 +365,99 @@ def measure_rllib_impala(
     }
 
 
+def learn_rllib_impala(
+    *,
+    game: str,
+    frames: int,
+    seed: int,
+    run_dir: str,
+    num_envs: int = 32,
+    unroll_length: int = 20,
+    lstm_size: int = 256,
+    checkpoint_interval_s: float = 300.0,
+) -> None:
+    """Train RLlib IMPALA until ``frames`` ALE frames, for a learning curve; resumable.
+
+    Writes in ``run_dir``: ``episodes.log`` (each finished episode's raw score),
+    ``curve.jsonl`` (per iteration: ``frames`` = env steps × frameskip 4, and
+    ``return_mean100`` = the mean raw score of the last 100 episodes), ``algorithm/`` and
+    ``progress.json`` (a checkpoint every ``checkpoint_interval_s``; a later call resumes from
+    it, dropping what was logged after it) and ``done`` once ``frames`` is reached.
+    """
+    import ray
+    from ray.rllib.algorithms.algorithm import Algorithm
+    from ray.tune.registry import register_env
+
+    directory = Path(run_dir).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    episodes, curve, progress_path = directory / "episodes.log", directory / "curve.jsonl", directory / "progress.json"
+    started_ray = False
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        started_ray = True
+    register_env(ENV_NAME, make_atari_vector_env)
+    config = build_config(
+        game=game, num_envs=num_envs, unroll_length=unroll_length, lstm_size=lstm_size, num_env_runners=1,
+        seed=seed, min_time_s_per_iteration=5.0,
+    )
+    config.env_config["episode_log"] = str(episodes)
+    progress = json.loads(progress_path.read_text()) if progress_path.exists() else None
+    algo = None
+    try:
+        if progress is not None:  # resume: forget what followed the checkpoint
+            _truncate_lines(episodes, progress["episodes"])
+            _truncate_lines(curve, progress["curve_points"])
+            algo = Algorithm.from_checkpoint(str(directory / "algorithm"))
+            frames_done = progress["frames"]
+        else:
+            for stale in (episodes, curve):
+                stale.unlink(missing_ok=True)
+            algo = config.build_algo()
+            frames_done = 0
+        sampled_at_start = None
+        last_save = time.monotonic()
+        while frames_done < frames:
+            result = algo.train()
+            sampled, _ = _counters(result)
+            sampled_at_start = sampled if sampled_at_start is None else sampled_at_start
+            frames_now = frames_done + int((sampled - sampled_at_start) * 4)
+            scores = _read_scores(episodes)
+            with open(curve, "a") as stream:
+                stream.write(json.dumps({
+                    "frames": frames_now,
+                    "return_mean100": float(np.mean(scores[-100:])) if scores else None,
+                    "episodes": len(scores),
+                    "time": time.time(),
+                }) + "\n")
+            if frames_now >= frames or time.monotonic() - last_save >= checkpoint_interval_s:
+                algo.save_to_path(str(directory / "algorithm"))
+                progress_path.write_text(json.dumps({
+                    "frames": frames_now, "episodes": len(_read_scores(episodes)),
+                    "curve_points": len(curve.read_text().splitlines()),
+                }))
+                last_save = time.monotonic()
+            if frames_now >= frames:
+                break
+        (directory / "done").write_text(json.dumps({"frames": frames_now, "rllib_version": ray.__version__}))
+    finally:
+        if algo is not None:
+            algo.stop()
+        if started_ray:
+            ray.shutdown()
+
+
+def _read_scores(path: Path) -> list[float]:
+    if not path.exists():
+        return []
+    return [float(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _truncate_lines(path: Path, keep: int) -> None:
+    if path.exists():
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[:keep]))
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--game", default="pong")
@@ -348,7 +473,16 @@ def main(argv: list[str] | None = None) -> dict:
         help="push weights to EnvRunners instead of RLlib 2.60's default pull-based EnvRunnerStateServer",
     )
     parser.add_argument("--json", default=None, help="write the result dict here")
+    parser.add_argument("--learn-frames", type=int, default=None,
+                        help="instead of timing: train until this many ALE frames for a learning curve (needs --run-dir)")
+    parser.add_argument("--run-dir", default=None, help="where --learn-frames keeps its curve and checkpoints")
     args = parser.parse_args(argv)
+    if args.learn_frames is not None:
+        if not args.run_dir:
+            parser.error("--learn-frames needs --run-dir")
+        learn_rllib_impala(game=args.game, frames=args.learn_frames, seed=args.seed, run_dir=args.run_dir,
+                           num_envs=args.num_envs, unroll_length=args.unroll_length, lstm_size=args.lstm_size)
+        return {}
 
     out = measure_rllib_impala(
         game=args.game,

@@ -16,6 +16,7 @@ BENCHMARKS = {
     "bptt": "benchmarks.bptt",
     "sam": "benchmarks.sam",
     "pixelcnn": "benchmarks.pixelcnn",
+    "learning": "benchmarks.learning",
 }
 
 

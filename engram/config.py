@@ -253,7 +253,12 @@ class LearnerConfig(Section):
     optimizer: Literal["rmsprop", "adam"] = Field("rmsprop", description="Optimiser.")
     learning_rate: float = Field(6e-4, gt=0, description="Optimiser step size.")
     rmsprop_alpha: float = Field(0.99, gt=0, lt=1, description="RMSProp decay.")
-    rmsprop_eps: float = Field(0.01, gt=0, description="RMSProp epsilon (IMPALA used 0.01).")
+    rmsprop_eps: float = Field(
+        1e-5, gt=0,
+        description="RMSProp ε, added to the gradient's RMS (torch's form). Keep it well below the per-element "
+        "gradient: IMPALA's 0.01 is 2x the RMS of the FC and LSTM gradients here, which then step at 6-18% "
+        "of the learning rate and do not learn in 10M frames (benchmarks/RESULTS.md, 'Learning on Atari').",
+    )
     rmsprop_momentum: float = Field(0.0, ge=0, lt=1, description="RMSProp momentum.")
     adam_eps: float = Field(1e-8, gt=0, description="Adam epsilon.")
     grad_clip: float = Field(40.0, gt=0, description="Global gradient-norm clip.")

@@ -2,7 +2,9 @@
 
 Scalar names are stable, so dashboards and scripts can rely on them:
 
-* ``episode/return_mean100``, ``episode/length_mean100`` (raw game score)
+* ``episode/return_mean100``, ``episode/length_mean100`` (raw game score), and
+  ``frames/episode_return_mean100``: the same return with ALE frames, not agent steps, on
+  the x-axis (how Atari results are published and compared)
 * ``throughput/env_frames_per_s``, ``throughput/env_steps_per_s``,
   ``throughput/learner_updates_per_s``
 * ``learner/policy_lag``, ``learner/grad_norm``, ``learner/learning_rate``,
@@ -54,6 +56,11 @@ class Telemetry:
             record[name] = value if math.isfinite(value) else None
         self._metrics.write(json.dumps(record) + "\n")
 
+    def scalar_at_frames(self, frames: int, name: str, value: float) -> None:
+        """One TensorBoard scalar whose x-axis is ALE frames (``frames/<name>``)."""
+        if math.isfinite(value):
+            self.writer.add_scalar(f"frames/{name}", value, frames)
+
     def histogram(self, step: int, name: str, values) -> None:
         values = np.asarray(values)
         if values.size:
@@ -64,7 +71,7 @@ class Telemetry:
 
     def progress(self, steps: int, frames: int, fps: float, episode_return: float | None) -> None:
         shown = "n/a" if episode_return is None else f"{episode_return:.2f}"
-        line = f"steps {steps:,}  frames {frames:,}  fps {fps:,.0f}  return {shown}"
+        line = f"steps {steps:,}  frames {frames:,}  fps {fps:,.0f}  return (last 100 episodes) {shown}"
         if self._live is not None:
             self._live.update(self._task, completed=steps, line=line)
         elif self._console:

@@ -115,6 +115,7 @@ class _TrainingHooks:
         if episode_return is not None:
             scalars["episode/return_mean100"] = episode_return
             scalars["episode/length_mean100"] = float(np.mean(progress.recent_lengths))
+            self.telemetry.scalar_at_frames(progress.env_steps * frames_per_step, "episode_return_mean100", episode_return)
         summary = core_telemetry.summarise(self._last_rollouts)
         scalars.update(summary.scalars)
         self.telemetry.scalars(progress.env_steps, scalars)

@@ -38,7 +38,7 @@ class LearnerSettings:
     optimizer: str = "rmsprop"
     learning_rate: float = 6e-4
     rmsprop_alpha: float = 0.99
-    rmsprop_eps: float = 0.01
+    rmsprop_eps: float = 1e-5
     rmsprop_momentum: float = 0.0
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8

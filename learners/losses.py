@@ -1,9 +1,12 @@
 """IMPALA's three loss terms (Espeholt et al. 2018, §4.2).
 
-Each is *summed* over the batch's ``[T, B]`` steps, as in IMPALA and TorchBeast: the
-published hyper-parameters (RMSProp lr 6e-4, ε 0.01, gradient-norm clip 40) assume that
-scale. With a mean instead, per-element gradients fall far below RMSProp's ε and the
-effective step all but vanishes.
+Each is *summed* over the batch's ``[T, B]`` steps, as in IMPALA and TorchBeast, the scale
+the learning rate 6e-4 and the gradient-norm clip 40 were published for. RMSProp's ε must
+stay well below the per-element gradient at this scale: summed over 640 steps, the FC and
+LSTM gradients have an RMS of 5e-3 and 1.3e-2 per element, so IMPALA's ε = 0.01 (in torch's
+form, added to the RMS) cuts their steps to 6–18% of the learning rate and the agent does
+not learn (``python -m benchmarks.learning_diagnosis``; benchmarks/RESULTS.md). A mean
+instead of a sum would shrink every gradient 640× below any such ε.
 """
 
 from __future__ import annotations

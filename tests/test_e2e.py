@@ -19,6 +19,7 @@ pytestmark = pytest.mark.e2e
 STABLE_SCALARS = {
     "episode/return_mean100",
     "episode/length_mean100",
+    "frames/episode_return_mean100",
     "throughput/env_frames_per_s",
     "throughput/env_steps_per_s",
     "throughput/learner_updates_per_s",

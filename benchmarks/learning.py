@@ -1,0 +1,325 @@
+"""Learning curves at equal frames: engram configs at several seeds, optionally beside RLlib.
+
+``engram bench learning`` trains each config on each game at each seed for a frame
+budget and reads the mean raw score of the last 100 episodes against ALE frames. It
+writes ``learning.json`` (settings, every curve, the table), ``learning.png`` (the seeds'
+mean per config with their min–max band, each seed as a thin line) and prints the table:
+mean ± standard deviation over seeds at fixed frame counts. ``--against rllib`` adds RLlib
+2.60 IMPALA on the same games, protocol, torso, LSTM, unroll and batch
+(:mod:`benchmarks.rllib_impala`), compared at equal frames, not equal time.
+
+A sweep resumes: each run has its own folder under ``--out``; a finished run is read, not
+rerun; an interrupted one continues from its newest checkpoint (engram's ``--resume``,
+RLlib's algorithm checkpoint); one interrupted before its first checkpoint starts again.
+Runs go one at a time, each in its own process, so each has the machine to itself.
+
+    engram bench learning [--config configs/pong_lstm.yaml ...] [--games breakout]
+        [--frames 2000000] [--seeds 3] [--against rllib] [--set KEY=VALUE ...]
+        [--at 500000,1000000] [--out benchmarks/out/learning]
+
+The defaults (Breakout, 2M frames, 3 seeds, engram only) take about half an hour on 2
+cores; with ``--against rllib`` about an hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+RLLIB = "rllib"
+FRAMESKIP_RLLIB = 4
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the sweep: who (a config's label, or ``rllib``), where, which seed."""
+
+    label: str
+    game: str | None  # None: the config's own env (a non-Atari config)
+    seed: int
+    frames: int
+    config: str | None = None  # the YAML path (engram runs)
+    overrides: tuple[str, ...] = ()
+
+    def folder(self, out: Path) -> Path:
+        return out / "runs" / self.label / (self.game or "env") / f"seed{self.seed}"
+
+
+@dataclass
+class Curve:
+    spec: RunSpec
+    frames: list[int] = field(default_factory=list)
+    returns: list[float] = field(default_factory=list)
+
+    def at(self, frames: int) -> float | None:
+        """The curve's value at ``frames``: its last point at or before it; None before its
+        first point or past its end."""
+        if not self.frames or frames > self.frames[-1] or frames < self.frames[0]:
+            return None
+        index = int(np.searchsorted(self.frames, frames, side="right")) - 1
+        return self.returns[index]
+
+
+# --- engram runs ----------------------------------------------------------------------
+def engram_overrides(spec: RunSpec, frames_per_step: int) -> list[str]:
+    overrides = [
+        *spec.overrides,
+        f"run.seed={spec.seed}",
+        f"run.total_steps={math.ceil(spec.frames / frames_per_step)}",
+        "telemetry.console=false",
+    ]
+    if spec.game is not None:
+        overrides.append(f"env.atari.game={spec.game}")
+    return overrides
+
+
+def _checkpoint_steps(folder: Path) -> int | None:
+    steps = [int(path.stem.split("-")[1]) for path in (folder / "checkpoints").glob("ckpt-*.pt")]
+    return max(steps) if steps else None
+
+
+def engram_status(folder: Path, total_steps: int) -> str:
+    """``done``, ``partial`` (a checkpoint short of the budget) or ``fresh``."""
+    steps = _checkpoint_steps(folder)
+    if steps is None:
+        return "fresh"
+    return "done" if steps >= total_steps else "partial"
+
+
+def run_engram(spec: RunSpec, out: Path, *, checkpoint_interval_s: float = 120.0) -> str:
+    """Train (or finish) one engram run in a child process; returns what was done."""
+    from engram.config import load_config
+
+    frames_per_step = load_config(spec.config, list(spec.overrides)).env.frames_per_step
+    overrides = [*engram_overrides(spec, frames_per_step), f"checkpoint.interval_s={checkpoint_interval_s}"]
+    total_steps = math.ceil(spec.frames / frames_per_step)
+    folder = spec.folder(out)
+    status = engram_status(folder, total_steps)
+    if status == "done":
+        return "done"
+    if status == "fresh" and folder.exists():
+        shutil.rmtree(folder)  # interrupted before its first checkpoint: nothing to keep
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "engram.cli", "train", spec.config, "--run-dir", str(folder)]
+    command += [arg for item in overrides for arg in ("--set", item)]
+    if status == "partial":
+        command.append("--resume")
+    _run_logged(command, folder.with_suffix(".log"))
+    if engram_status(folder, total_steps) != "done":
+        raise RuntimeError(f"{spec.label} {spec.game} seed {spec.seed} did not reach its budget (see {folder}.log)")
+    return "resumed" if status == "partial" else "trained"
+
+
+def engram_curve(spec: RunSpec, out: Path) -> Curve:
+    """(frames, mean return of the last 100 episodes) from the run's metrics.jsonl; where a
+    resumed run logged a stretch again, its second telling wins."""
+    from engram.config import load_config
+
+    folder = spec.folder(out)
+    frames_per_step = load_config(folder / "config.yaml").env.frames_per_step
+    points: list[tuple[int, float]] = []
+    path = folder / "metrics.jsonl"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        record = json.loads(line)
+        if "episode/return_mean100" not in record:
+            continue
+        frames = int(record["step"]) * frames_per_step
+        while points and points[-1][0] >= frames:
+            points.pop()
+        points.append((frames, float(record["episode/return_mean100"])))
+    return Curve(spec, [f for f, _ in points], [r for _, r in points])
+
+
+# --- RLlib runs -----------------------------------------------------------------------
+def run_rllib(spec: RunSpec, out: Path) -> str:
+    folder = spec.folder(out)
+    if (folder / "done").exists():
+        return "done"
+    resumed = (folder / "progress.json").exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "benchmarks.rllib_impala", "--game", spec.game, "--seed", str(spec.seed),
+        "--learn-frames", str(spec.frames), "--run-dir", str(folder),
+    ]
+    _run_logged(command, folder.with_suffix(".log"))
+    if not (folder / "done").exists():
+        raise RuntimeError(f"rllib {spec.game} seed {spec.seed} did not reach its budget (see {folder}.log)")
+    return "resumed" if resumed else "trained"
+
+
+def rllib_curve(spec: RunSpec, out: Path) -> Curve:
+    curve = Curve(spec)
+    path = spec.folder(out) / "curve.jsonl"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        record = json.loads(line)
+        if record.get("return_mean100") is not None:
+            curve.frames.append(int(record["frames"]))
+            curve.returns.append(float(record["return_mean100"]))
+    return curve
+
+
+def _run_logged(command: list[str], log_path: Path) -> None:
+    with open(log_path, "a") as log:
+        log.write(f"\n$ {' '.join(command)}\n")
+        log.flush()
+        status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+    if status != 0:
+        raise RuntimeError(f"{' '.join(command[:6])} ... exited with status {status} (see {log_path})")
+
+
+# --- scoring --------------------------------------------------------------------------
+def score(curves: list[Curve], at_frames: list[int]) -> list[dict]:
+    """One row per (label, game): mean, std, min, max and n over seeds at each frame count."""
+    rows = []
+    for key in sorted({(c.spec.label, c.spec.game or "env") for c in curves}):
+        group = [c for c in curves if (c.spec.label, c.spec.game or "env") == key]
+        cells = {}
+        for frames in at_frames:
+            values = [v for v in (c.at(frames) for c in group) if v is not None]
+            cells[str(frames)] = (
+                {"mean": float(np.mean(values)), "std": float(np.std(values)), "min": float(min(values)),
+                 "max": float(max(values)), "n": len(values), "values": values}
+                if values else None
+            )
+        rows.append({"label": key[0], "game": key[1], "seeds": sorted(c.spec.seed for c in group), "at": cells})
+    return rows
+
+
+def format_table(rows: list[dict], at_frames: list[int]) -> str:
+    header = f"{'config':22s} {'game':10s} " + " ".join(f"{_frames(f):>17s}" for f in at_frames)
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        cells = []
+        for frames in at_frames:
+            cell = row["at"][str(frames)]
+            cells.append(f"{cell['mean']:8.2f} ± {cell['std']:4.2f} ({cell['n']})" if cell else f"{'–':>17s}")
+        lines.append(f"{row['label']:22s} {row['game']:10s} " + " ".join(f"{c:>17s}" for c in cells))
+    lines.append("mean ± std over seeds (n seeds) of the last-100-episode mean raw score, at equal ALE frames")
+    return "\n".join(lines)
+
+
+def _frames(frames: int) -> str:
+    return f"{frames / 1e6:g}M frames" if frames >= 1_000_000 else f"{frames / 1e3:g}k frames"
+
+
+def plot(curves: list[Curve], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    games = sorted({c.spec.game or "env" for c in curves})
+    figure, axes = plt.subplots(1, len(games), figsize=(6 * len(games), 4.2), squeeze=False)
+    for axis, game in zip(axes[0], games):
+        labels = sorted({c.spec.label for c in curves if (c.spec.game or "env") == game})
+        for colour, label in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], labels):
+            group = [c for c in curves if c.spec.label == label and (c.spec.game or "env") == game and c.frames]
+            if not group:
+                continue
+            end = min(c.frames[-1] for c in group)
+            start = max(c.frames[0] for c in group)
+            grid = np.linspace(start, end, 200) if end > start else np.array([end])
+            values = np.array([[c.at(int(f)) for f in grid] for c in group], dtype=float)
+            for c in group:
+                axis.plot(np.array(c.frames) / 1e6, c.returns, color=colour, alpha=0.25, linewidth=0.8)
+            axis.fill_between(grid / 1e6, np.nanmin(values, 0), np.nanmax(values, 0), color=colour, alpha=0.15)
+            axis.plot(grid / 1e6, np.nanmean(values, 0), color=colour, linewidth=2,
+                      label=f"{label} ({len(group)} seed{'s' if len(group) > 1 else ''})")
+        axis.set_title(game)
+        axis.set_xlabel("ALE frames (millions)")
+        axis.set_ylabel("mean raw score, last 100 episodes")
+        axis.grid(alpha=0.3)
+        axis.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+# --- the sweep ------------------------------------------------------------------------
+def sweep_specs(configs: list[str], games: list[str] | None, seeds: list[int], frames: int,
+                overrides: list[str], against_rllib: bool) -> list[RunSpec]:
+    from engram.config import load_config
+
+    specs = []
+    for path in configs:
+        config = load_config(path, overrides)
+        label = Path(path).stem
+        run_games = (games or [config.env.atari.game]) if config.env.kind == "atari" else [None]
+        for game in run_games:
+            for seed in seeds:
+                specs.append(RunSpec(label, game, seed, frames, config=path, overrides=tuple(overrides)))
+    if against_rllib:
+        rllib_games = sorted({spec.game for spec in specs if spec.game is not None})
+        if not rllib_games:
+            raise SystemExit("--against rllib needs an Atari config")
+        specs += [RunSpec(RLLIB, game, seed, frames) for game in rllib_games for seed in seeds]
+    return specs
+
+
+def run_sweep(specs: list[RunSpec], out: Path, at_frames: list[int], *, train: bool = True) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    history = []
+    for spec in specs:
+        started = time.monotonic()
+        if train:
+            did = run_rllib(spec, out) if spec.label == RLLIB else run_engram(spec, out)
+        else:
+            did = "read"
+        history.append({"run": f"{spec.label}/{spec.game}/seed{spec.seed}", "did": did,
+                        "seconds": time.monotonic() - started})
+        print(f"[{len(history)}/{len(specs)}] {history[-1]['run']}: {did} ({history[-1]['seconds']:.0f} s)", flush=True)
+    curves = [rllib_curve(s, out) if s.label == RLLIB else engram_curve(s, out) for s in specs]
+    rows = score(curves, at_frames)
+    result = {
+        "benchmark": "learning",
+        "at_frames": at_frames,
+        "table": rows,
+        "curves": [{**asdict(c.spec), "frames": c.frames, "returns": c.returns} for c in curves],
+        "runs": history,
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+    }
+    (out / "learning.json").write_text(json.dumps(result, indent=1))
+    plot(curves, out / "learning.png")
+    print(format_table(rows, at_frames))
+    print(f"wrote {out / 'learning.json'} and {out / 'learning.png'}")
+    return result
+
+
+def _ints(text: str) -> list[int]:
+    return [int(float(part)) for part in text.split(",") if part.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="engram bench learning", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", dest="configs", action="append", default=None, metavar="YAML",
+                        help="a config to train (repeatable; default configs/pong_lstm.yaml)")
+    parser.add_argument("--games", default="breakout", help="comma-separated Atari games ('' = each config's own)")
+    parser.add_argument("--frames", type=lambda t: int(float(t)), default=2_000_000, help="ALE frames per run")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 … N−1 per config and game")
+    parser.add_argument("--against", choices=[RLLIB], default=None, help="also train RLlib IMPALA on the same games")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override for every engram config, as for engram train (repeatable)")
+    parser.add_argument("--at", type=_ints, default=None, help="frame counts of the table (default: 4 even steps)")
+    parser.add_argument("--out", default="benchmarks/out/learning", help="the sweep's folder (runs, JSON, PNG)")
+    parser.add_argument("--report-only", action="store_true", help="read the runs already in --out; train nothing")
+    args = parser.parse_args(argv)
+    configs = args.configs or ["configs/pong_lstm.yaml"]
+    games = [g for g in args.games.split(",") if g.strip()] or None
+    at_frames = args.at or [args.frames * k // 4 for k in (1, 2, 3, 4)]
+    specs = sweep_specs(configs, games, list(range(args.seeds)), args.frames, args.overrides, args.against == RLLIB)
+    run_sweep(specs, Path(args.out), at_frames, train=not args.report_only)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

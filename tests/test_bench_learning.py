@@ -1,0 +1,114 @@
+"""engram bench learning: curves, scoring at equal frames, and resuming an interrupted sweep."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import learning
+from benchmarks.learning import Curve, RunSpec, engram_curve, engram_status, score
+
+
+def _curve(label, seed, frames, returns, game="pong"):
+    return Curve(RunSpec(label, game, seed, frames[-1]), list(frames), list(returns))
+
+
+def test_a_curve_is_read_as_a_step_function_and_is_undefined_past_its_ends():
+    curve = _curve("a", 0, [100, 200, 400], [1.0, 2.0, 4.0])
+    assert [curve.at(f) for f in (99, 100, 150, 200, 399, 400, 401)] == [None, 1.0, 1.0, 2.0, 2.0, 4.0, None]
+
+
+def test_scores_are_compared_at_equal_frames_across_seeds_and_labels():
+    curves = [
+        _curve("engram", 0, [100, 200], [1.0, 3.0]),
+        _curve("engram", 1, [150, 250], [2.0, 5.0]),
+        _curve("rllib", 0, [100, 300], [0.0, 1.0]),
+    ]
+    rows = {row["label"]: row for row in score(curves, [200, 250])}
+    engram_200 = rows["engram"]["at"]["200"]
+    assert engram_200["values"] == [3.0, 2.0] and engram_200["mean"] == 2.5 and engram_200["std"] == 0.5
+    assert rows["engram"]["at"]["250"]["values"] == [5.0]  # seed 0 ends at 200 frames: it does not count
+    assert rows["rllib"]["at"]["250"]["values"] == [0.0]
+    table = learning.format_table(list(rows.values()), [200, 250])
+    assert "2.50 ± 0.50 (2)" in table
+
+
+def test_metrics_of_a_resumed_run_keep_the_second_telling_of_a_repeated_stretch(tmp_path):
+    spec = RunSpec("smoke", None, 0, 1000, config="configs/smoke.yaml")
+    folder = spec.folder(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("env: {kind: memory_cue}\n")
+    records = [(100, 0.1), (200, 0.2), (300, 0.3), (200, 0.25), (300, 0.35), (400, 0.4)]
+    (folder / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": s, "episode/return_mean100": r}) + "\n" for s, r in records)
+        + json.dumps({"step": 450}) + "\n"  # a record before any episode ended has no return
+    )
+    curve = engram_curve(spec, tmp_path)
+    assert curve.frames == [100, 200, 300, 400] and curve.returns == [0.1, 0.25, 0.35, 0.4]
+
+
+@pytest.mark.e2e
+def test_an_interrupted_sweep_resumes_and_keeps_what_finished(tmp_path):
+    out = tmp_path / "sweep"
+    frames = 2560  # smoke: 1 frame per step, 640 steps per update
+    specs = learning.sweep_specs(["configs/smoke.yaml"], None, [0, 1], frames, ["checkpoint.interval_s=0.5"], False)
+    assert [s.seed for s in specs] == [0, 1] and all(s.game is None for s in specs)
+    finished, interrupted = specs
+
+    learning.run_engram(finished, out)
+    finished_metrics = (finished.folder(out) / "metrics.jsonl").read_text()
+    # An interruption, as a sweep killed mid-run leaves it: a checkpoint short of the budget.
+    folder = interrupted.folder(out)
+    subprocess.run(
+        [sys.executable, "-m", "engram.cli", "train", "configs/smoke.yaml", "--run-dir", str(folder),
+         *[a for o in learning.engram_overrides(interrupted, 1) for a in ("--set", o)],
+         "--set", "run.total_steps=1200", "--set", "checkpoint.interval_s=0.5"],
+        check=True, capture_output=True,
+    )
+    assert engram_status(folder, frames) == "partial"
+
+    result = learning.run_sweep(specs, out, [1280, 2560])
+    assert [run["did"] for run in result["runs"]] == ["done", "resumed"]
+    assert (finished.folder(out) / "metrics.jsonl").read_text() == finished_metrics
+    assert engram_status(folder, frames) == "done"
+    for curve in result["curves"]:
+        assert curve["frames"] == sorted(set(curve["frames"])) and curve["frames"][-1] >= frames
+    assert (out / "learning.png").stat().st_size > 0
+    assert json.loads((out / "learning.json").read_text())["table"][0]["at"]["2560"]["n"] == 2
+
+
+def _scripted_vector_env():
+    """Two envs whose rewards and episode ends follow a script."""
+    import numpy as np
+    from gymnasium.vector import VectorEnv
+
+    class Scripted(VectorEnv):
+        num_envs = 2
+
+        def __init__(self):
+            self.script = [
+                (np.array([4.0, -3.0]), np.array([False, False])),
+                (np.array([7.0, 0.5]), np.array([True, False])),
+                (np.array([1.0, 1.0]), np.array([False, True])),
+            ]
+
+        def reset(self, **kwargs):
+            return None, {}
+
+        def step(self, actions):
+            rewards, done = self.script.pop(0)
+            return None, rewards, done, np.zeros(2, bool), {}
+
+    return Scripted()
+
+
+def test_rllib_trains_on_clipped_rewards_and_logs_raw_scores(tmp_path):
+    from benchmarks.rllib_impala import ClippedRewardsRawScores
+
+    log = tmp_path / "episodes.log"
+    env = ClippedRewardsRawScores(_scripted_vector_env(), str(log))
+    env.reset()
+    clipped = [env.step(None)[1].tolist() for _ in range(3)]
+    assert clipped == [[1.0, -1.0], [1.0, 0.5], [1.0, 1.0]]
+    assert log.read_text().split() == ["11", "-1.5"]  # env 0: 4 + 7; env 1: −3 + 0.5 + 1

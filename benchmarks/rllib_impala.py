@@ -414,13 +414,16 @@ def learn_rllib_impala(
                 stale.unlink(missing_ok=True)
             algo = config.build_algo()
             frames_done = 0
-        sampled_at_start = None
+        saved_lifetime = progress.get("sampled_lifetime", 0.0) if progress is not None else 0.0
+        baseline = None  # the lifetime count frames_done stands for (0 if the restore reset it)
         last_save = time.monotonic()
+        frames_now = frames_done
         while frames_done < frames:
             result = algo.train()
             sampled, _ = _counters(result)
-            sampled_at_start = sampled if sampled_at_start is None else sampled_at_start
-            frames_now = frames_done + int((sampled - sampled_at_start) * 4)
+            if baseline is None:
+                baseline = saved_lifetime if sampled >= saved_lifetime else 0.0
+            frames_now = frames_done + int((sampled - baseline) * 4)
             scores = _read_scores(episodes)
             with open(curve, "a") as stream:
                 stream.write(json.dumps({
@@ -433,7 +436,7 @@ def learn_rllib_impala(
                 algo.save_to_path(str(directory / "algorithm"))
                 progress_path.write_text(json.dumps({
                     "frames": frames_now, "episodes": len(_read_scores(episodes)),
-                    "curve_points": len(curve.read_text().splitlines()),
+                    "curve_points": len(curve.read_text().splitlines()), "sampled_lifetime": sampled,
                 }))
                 last_save = time.monotonic()
             if frames_now >= frames:

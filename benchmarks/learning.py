@@ -11,7 +11,8 @@ mean ± standard deviation over seeds at fixed frame counts. ``--against rllib``
 A sweep resumes: each run has its own folder under ``--out``; a finished run is read, not
 rerun; an interrupted one continues from its newest checkpoint (engram's ``--resume``,
 RLlib's algorithm checkpoint); one interrupted before its first checkpoint starts again.
-Runs go one at a time, each in its own process, so each has the machine to itself.
+Runs go one at a time, each in its own process, so each has the machine to itself, seed
+by seed (every config's seed 0, then every config's seed 1, ...).
 
     engram bench learning [--config configs/pong_lstm.yaml ...] [--games breakout]
         [--frames 2000000] [--seeds 3] [--against rllib] [--set KEY=VALUE ...]
@@ -263,7 +264,8 @@ def sweep_specs(configs: list[str], games: list[str] | None, seeds: list[int], f
         if not rllib_games:
             raise SystemExit("--against rllib needs an Atari config")
         specs += [RunSpec(RLLIB, game, seed, frames) for game in rllib_games for seed in seeds]
-    return specs
+    # Seed by seed, so that a sweep cut short holds the same seeds of every config.
+    return sorted(specs, key=lambda spec: spec.seed)
 
 
 def run_sweep(specs: list[RunSpec], out: Path, at_frames: list[int], *, train: bool = True) -> dict:

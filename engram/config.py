@@ -80,11 +80,41 @@ class MazeConfig(Section):
         return options
 
 
+class PopgymConfig(Section):
+    """POPGym (Morad et al. 2023); see envs/popgym_suite.py."""
+
+    id: str = Field(
+        "RepeatPreviousEasy",
+        description="A POPGym environment: its class name (RepeatPreviousMedium, AutoencodeHard, ...) or id "
+        "(popgym-RepeatPreviousMedium-v0).",
+    )
+    action_bins: int = Field(5, ge=2, description="Values a continuous action (the Pendulum variants) is discretised into.")
+
+    @field_validator("id")
+    @classmethod
+    def _known_id(cls, env_id: str) -> str:
+        from envs.popgym_suite import check_popgym_id
+
+        check_popgym_id(env_id)
+        return env_id
+
+
+class BsuiteMemoryConfig(Section):
+    """bsuite's memory_len / memory_size task (Osband et al. 2020); see envs/bsuite_memory.py."""
+
+    memory_length: int = Field(10, ge=1, description="N: steps between the context and the query (memory_len).")
+    num_bits: int = Field(1, ge=1, description="Context bits, one of which is asked for (memory_size).")
+
+
 class EnvConfig(Section):
-    kind: Literal["atari", "memory_cue", "maze"] = Field("atari", description="Which environment family.")
+    kind: Literal["atari", "memory_cue", "maze", "popgym", "bsuite_memory"] = Field(
+        "atari", description="Which environment family."
+    )
     atari: AtariConfig = AtariConfig()
     memory_cue: MemoryCueConfig = MemoryCueConfig()
     maze: MazeConfig = MazeConfig()
+    popgym: PopgymConfig = PopgymConfig()
+    bsuite_memory: BsuiteMemoryConfig = BsuiteMemoryConfig()
 
     @property
     def frames_per_step(self) -> int:
@@ -95,6 +125,10 @@ class EnvConfig(Section):
             return self.atari.model_dump()
         if self.kind == "memory_cue":
             return self.memory_cue.model_dump()
+        if self.kind == "popgym":
+            return self.popgym.model_dump()
+        if self.kind == "bsuite_memory":
+            return self.bsuite_memory.model_dump()
         return dict(self.maze.options)
 
 

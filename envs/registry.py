@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-ENV_KINDS = ("atari", "memory_cue", "maze")
+ENV_KINDS = ("atari", "memory_cue", "maze", "popgym", "bsuite_memory")
 
 
 def make_vector_env(kind: str, num_envs: int, *, seed: int, options: dict[str, Any] | None = None):
@@ -32,4 +32,12 @@ def make_vector_env(kind: str, num_envs: int, *, seed: int, options: dict[str, A
         from envs.maze import MazeVectorEnv
 
         return MazeVectorEnv(num_envs, seed=seed, **options)
+    if kind == "popgym":
+        from envs.popgym_suite import make_popgym_vector_env
+
+        return make_popgym_vector_env(options.pop("id"), num_envs, **options)
+    if kind == "bsuite_memory":
+        from envs.bsuite_memory import make_bsuite_memory_vector_env
+
+        return make_bsuite_memory_vector_env(options.pop("memory_length"), num_envs, **options)
     raise ValueError(f"unknown env kind {kind!r}; expected one of {', '.join(ENV_KINDS)}")

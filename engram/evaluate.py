@@ -34,6 +34,7 @@ import torch
 
 from engram import build
 from engram.checkpoint import CheckpointError, load_checkpoint, newest_in
+from engram.checkpoint_payload import read_payload
 from engram.config import Config, ConfigError, from_dict
 
 log = logging.getLogger("engram.evaluate")
@@ -62,9 +63,7 @@ def _load_payload(path: str | Path) -> tuple[Config, dict]:
     if Path(path).is_dir():
         path = newest_in(path)
         log.info("playing the newest checkpoint of the folder: %s", path)
-    payload = load_checkpoint(path)
-    if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict):
-        raise CheckpointError(f"checkpoint {str(path)!r} holds no engram config (is it an engram ckpt-*.pt file?)")
+    payload = read_payload(load_checkpoint(path), str(path))
     return from_dict(payload["config"]), payload
 
 
@@ -75,10 +74,7 @@ def _policy_weights(config: Config, payload: dict, path: str | Path) -> dict[str
             f"checkpoint {str(path)!r} is from a run.kind: memory_task run (a core trained on "
             f"{config.memory_task.task}, with no policy or env); it has no episodes to play"
         )
-    learner_state = payload.get("learner")
-    if not isinstance(learner_state, dict) or not isinstance(learner_state.get("agent"), dict):
-        raise CheckpointError(f"checkpoint {str(path)!r} has no learner.agent weights")
-    return learner_state["agent"]
+    return payload["learner"]["agent"]  # read_payload checked it is there
 
 
 # --- video ------------------------------------------------------------------------------

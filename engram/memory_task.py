@@ -10,6 +10,7 @@ import torch
 
 from agents.registry import core_factory
 from engram.checkpoint import Checkpointer
+from engram.checkpoint_payload import memory_task_payload
 from engram.config import Config
 from engram.telemetry import Telemetry
 from envs.memory_tasks import Curriculum, make_task
@@ -63,8 +64,7 @@ def run_memory_task(config: Config, directory: Path) -> dict:
     finally:
         telemetry.close()
     Checkpointer(directory / "checkpoints", keep=config.checkpoint.keep).save(
-        {"format": 1, "config": config.model_dump(mode="json"), "core": core.state_dict(),
-         "readout": readout.state_dict(), "result": result},
+        memory_task_payload(config, core.state_dict(), readout.state_dict(), result),
         result.get("updates", settings.updates),
     )
     return result

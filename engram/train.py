@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engram import build, core_telemetry, preflight
+from engram import build, checkpoint_payload, core_telemetry, preflight
 from engram.checkpoint import Checkpointer
 from engram.config import Config, ConfigError, dump_config
 from engram.resume import check_resume
@@ -25,7 +25,6 @@ from learners.driver import Driver, Progress
 from learners.learner import Learner
 
 log = logging.getLogger("engram.train")
-CHECKPOINT_FORMAT = 1
 
 
 def resolve_run_dir(config: Config, run_dir: str | None) -> Path:
@@ -143,13 +142,7 @@ class _TrainingHooks:
             self._last_samples = now
 
     def checkpoint(self, progress: Progress) -> Path:
-        payload = {
-            "format": CHECKPOINT_FORMAT,
-            "config": self.config.model_dump(mode="json"),
-            "learner": self.learner.state_dict(),
-            "progress": progress.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])},
-        }
+        payload = checkpoint_payload.rl_payload(self.config, self.learner.state_dict(), progress.state_dict())
         path = self.checkpointer.save(payload, progress.env_steps)
         self._last_checkpoint = time.monotonic()
         log.info("checkpoint written: %s", path)
@@ -183,6 +176,7 @@ def train(
     resumed = None
     if resume:
         resumed = checkpointer.load_latest()
+        checkpoint_payload.read_payload(resumed[0], str(resumed[1]), kind="rl", resumable=True)
         check_resume(resumed[0], config, resumed[1].name)
     torch.manual_seed(config.run.seed)
     random.seed(config.run.seed)
@@ -204,8 +198,7 @@ def train(
             payload, path = resumed
             learner.load_state_dict(payload["learner"])
             progress.load_state_dict(payload["progress"])
-            torch.set_rng_state(payload["rng"]["torch"])
-            random.setstate((3, tuple(payload["rng"]["python"]), None))
+            checkpoint_payload.restore_rng(payload)
             log.info("resumed from %s at %d steps", path, progress.env_steps)
 
         telemetry = Telemetry(directory, console=config.telemetry.console, total_steps=config.run.total_steps)

@@ -6,6 +6,7 @@ import torch
 
 from engram import build
 from engram.checkpoint import Checkpointer
+from engram.checkpoint_payload import rl_payload
 from engram.config import ConfigError, dump_config, load_config
 from engram.resume import check_resume, config_changes
 from engram.train import train
@@ -17,8 +18,7 @@ BASE = ["telemetry.console=false", "run.total_steps=4000"]
 def _payload(config, env_steps=1000):
     agent = build.agent_factory(config, build.probe_env(config))()
     learner = Learner(agent, build.learner_settings(config))
-    return {"format": 1, "config": config.model_dump(mode="json"), "learner": learner.state_dict(),
-            "progress": {"env_steps": env_steps}, "rng": {}}
+    return rl_payload(config, learner.state_dict(), {"env_steps": env_steps})
 
 
 @pytest.fixture

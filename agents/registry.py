@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.agent import Agent
+from agents.initialisation import initialise
 from agents.lstm_core import LSTMCore
 from agents.torsos import TORSOS
 
@@ -39,6 +40,7 @@ def build_agent(
     core: str = "lstm",
     core_options: dict[str, Any] | None = None,
     reward_clip: float = 1.0,
+    init: str = "torch",
 ) -> Agent:
     """``torso="auto"`` picks ``shallow`` for image observations and ``mlp`` for vectors."""
     if torso == "auto":
@@ -46,4 +48,6 @@ def build_agent(
     if torso not in TORSOS:
         raise ValueError(f"unknown torso {torso!r}; known torsos: {', '.join(TORSOS)}")
     encoder = TORSOS[torso](tuple(observation_shape), output_size=torso_size)
-    return Agent(encoder, core_factory(core, num_actions, dict(core_options or {})), num_actions, reward_clip)
+    agent = Agent(encoder, core_factory(core, num_actions, dict(core_options or {})), num_actions, reward_clip)
+    initialise(agent, init)
+    return agent

@@ -56,6 +56,7 @@ def agent_factory(config: Config, spec: EnvSpec):
         core=config.agent.core,
         core_options=config.agent.core_options(),
         reward_clip=config.learner.reward_clip or float("inf"),
+        init=config.agent.init,
     )
 
 

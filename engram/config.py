@@ -186,6 +186,9 @@ class AgentConfig(Section):
         "auto", description="Encoder: IMPALA shallow / deep conv for frames, mlp for vectors; auto picks by shape."
     )
     torso_size: int = Field(256, gt=0, description="Encoder output features.")
+    init: Literal["orthogonal", "torch"] = Field(
+        "torch", description="Torso and head weights: orthogonal (gain √2, policy 0.01, value 1) or torch's defaults."
+    )
     core: Literal["lstm", "straw", "strawe", "straw_re", "sam", "sdnc", "dam", "ntm"] = Field(
         "lstm", description="Recurrent core: LSTM, a STRAW variant, or a memory core."
     )
@@ -284,14 +287,21 @@ class BPTTConfig(Section):
 class LearnerConfig(Section):
     unroll_length: int = Field(20, gt=0, description="T: agent steps per rollout and per learner sequence.")
     batch_size: int = Field(32, gt=0, description="B: sequences per update (a multiple of resources.envs_per_actor).")
-    optimizer: Literal["rmsprop", "adam"] = Field("rmsprop", description="Optimiser.")
-    learning_rate: float = Field(6e-4, gt=0, description="Optimiser step size.")
+    optimizer: Literal["rmsprop", "adam"] = Field(
+        "adam", description="Optimiser. Adam at 2.5e-4 learns Atari here; RMSProp at IMPALA's settings does not "
+        "(benchmarks/RESULTS.md, 'Learning on Atari')."
+    )
+    learning_rate: float = Field(
+        2.5e-4, gt=0,
+        description="Optimiser step size. Adam at 6e-4, or RMSProp with a small ε, kills most first-layer conv "
+        "channels on Pong within a few hundred updates (watch torso/alive/* in TensorBoard).",
+    )
     rmsprop_alpha: float = Field(0.99, gt=0, lt=1, description="RMSProp decay.")
     rmsprop_eps: float = Field(
-        1e-5, gt=0,
-        description="RMSProp ε, added to the gradient's RMS (torch's form). Keep it well below the per-element "
-        "gradient: IMPALA's 0.01 is 2x the RMS of the FC and LSTM gradients here, which then step at 6-18% "
-        "of the learning rate and do not learn in 10M frames (benchmarks/RESULTS.md, 'Learning on Atari').",
+        0.01, gt=0,
+        description="RMSProp ε, added to the gradient's RMS (torch's form). IMPALA's 0.01 exceeds the FC and LSTM "
+        "gradients' RMS here, so those layers barely learn; a small ε instead lets torch's RMSProp (whose running "
+        "average starts at 0) take steps of about 10× the learning rate at first, which killed the torso on Pong.",
     )
     rmsprop_momentum: float = Field(0.0, ge=0, lt=1, description="RMSProp momentum.")
     adam_eps: float = Field(1e-8, gt=0, description="Adam epsilon.")

@@ -11,6 +11,8 @@ Scalar names are stable, so dashboards and scripts can rely on them:
   ``learner/skipped_updates``
 * ``loss/policy``, ``loss/value``, ``loss/entropy`` (and ``loss/<aux>`` from cores)
 * ``runtime/actor_restarts``, ``runtime/rejected_rollouts``
+* ``torso/alive/<layer>``: the share of each torso ReLU's units that fire on the batch's
+  first frames (``learners/torso_health.py``)
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from learners import losses, vtrace
 from learners.batch import Batch, stack_rollouts
 from learners.budgeted_unroll import step_slice
 from learners.errors import DivergenceError
+from learners.torso_health import alive_fractions
 from learners.exploration import mixed_monte_carlo_targets
 
 log = logging.getLogger("engram.learner")
@@ -33,12 +34,12 @@ log = logging.getLogger("engram.learner")
 
 @dataclass
 class LearnerSettings:
-    """Hyper-parameters of the update; IMPALA's Atari values by default."""
+    """Hyper-parameters of the update (engram.config.LearnerConfig documents each)."""
 
-    optimizer: str = "rmsprop"
-    learning_rate: float = 6e-4
+    optimizer: str = "adam"
+    learning_rate: float = 2.5e-4
     rmsprop_alpha: float = 0.99
-    rmsprop_eps: float = 1e-5
+    rmsprop_eps: float = 0.01
     rmsprop_momentum: float = 0.0
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
@@ -217,6 +218,7 @@ class Learner:
         )
         if hasattr(self.unroll, "metrics"):
             metrics.update(self.unroll.metrics())
+        metrics.update(alive_fractions(self.agent.torso, batch.observations[0]))
         return metrics
 
     def _guarded_step(self) -> str:

@@ -1,12 +1,11 @@
 """IMPALA's three loss terms (Espeholt et al. 2018, §4.2).
 
-Each is *summed* over the batch's ``[T, B]`` steps, as in IMPALA and TorchBeast, the scale
-the learning rate 6e-4 and the gradient-norm clip 40 were published for. RMSProp's ε must
-stay well below the per-element gradient at this scale: summed over 640 steps, the FC and
-LSTM gradients have an RMS of 5e-3 and 1.3e-2 per element, so IMPALA's ε = 0.01 (in torch's
-form, added to the RMS) cuts their steps to 6–18% of the learning rate and the agent does
-not learn (``python -m benchmarks.learning_diagnosis``; benchmarks/RESULTS.md). A mean
-instead of a sum would shrink every gradient 640× below any such ε.
+Each is *summed* over the batch's ``[T, B]`` steps, as in IMPALA and TorchBeast. A
+per-parameter optimiser (Adam, RMSProp with a small ε) does not care about the scale; the
+gradient-norm clip (40) and RMSProp's ε do. At this scale the FC and LSTM gradients have an
+RMS of 5e-3 and 1.3e-2 per element, below IMPALA's ε = 0.01, which is why RMSProp at
+IMPALA's settings barely moves those layers (``python -m benchmarks.learning_diagnosis``;
+benchmarks/RESULTS.md, "Learning on Atari").
 """
 
 from __future__ import annotations

@@ -50,3 +50,21 @@ def test_unknown_core_and_torso_fail_clearly():
         build_agent((4,), 2, core="lstmm")
     with pytest.raises(ValueError, match="unknown torso"):
         build_agent((4,), 2, torso="resnet50")
+
+
+def test_orthogonal_init_gives_orthogonal_rows_of_the_stated_gains():
+    import math
+
+    from agents.registry import build_agent
+
+    torch.manual_seed(0)
+    agent = build_agent((4, 84, 84), 6, torso="shallow", core="lstm", core_options={"hidden_size": 32}, init="orthogonal")
+    conv = agent.torso.convs[0].weight.flatten(1)  # [16, 256]: 16 orthogonal rows
+    assert torch.allclose(conv @ conv.T, 2.0 * torch.eye(16), atol=1e-4)
+    head = agent.policy_head.weight  # [6, 32]
+    assert torch.allclose(head @ head.T, 1e-4 * torch.eye(6), atol=1e-7)
+    assert float(agent.value_head.weight.norm()) == pytest.approx(1.0, rel=1e-4)
+    assert all(float(m.bias.abs().max()) == 0.0 for m in (agent.torso.fc, agent.policy_head, agent.value_head))
+    torch_default = build_agent((4, 84, 84), 6, torso="shallow", core="lstm", core_options={"hidden_size": 32})
+    assert not torch.allclose(torch_default.torso.convs[0].weight.flatten(1) @ torch_default.torso.convs[0].weight.flatten(1).T,
+                              2.0 * torch.eye(16), atol=1e-2)

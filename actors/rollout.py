@@ -191,6 +191,3 @@ class RolloutWorker:
             telemetry={name: torch.stack([d[name] for d in telemetry]).numpy() for name in telemetry[0]},
         )
         return wire.encode(rollout)
-
-    def ping(self) -> int:
-        return self.actor_id

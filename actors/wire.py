@@ -74,11 +74,7 @@ _ARRAY_FIELDS = {
     "episode_returns": ({"float64"}, None),
     "episode_lengths": ({"int64"}, None),
 }
-_DICT_FIELDS = {
-    "initial_state": None,
-    "decisions": lambda T, B: (T + 1, B),
-    "telemetry": None,
-}
+_DICT_FIELDS = ("initial_state", "decisions", "telemetry")  # maps of arrays; decode checks decisions' [T+1, B]
 _INT_FIELDS = ("actor_id", "policy_version")
 SCHEMA_FIELDS = (*_INT_FIELDS, *_ARRAY_FIELDS, *_DICT_FIELDS)
 

@@ -136,8 +136,9 @@ class _TrainingHooks:
         if counts is not None:
             self.telemetry.histogram(step, "exploration/pseudo_counts", counts.numpy())
         if now - self._last_samples >= self.config.exploration.sample_interval_s:
-            samples = intrinsic.model.sample_images(16)  # [16, 1, 42, 42] uint8
-            grid = samples.view(4, 4, 42, 42).permute(0, 2, 1, 3).reshape(4 * 42, 4 * 42)
+            samples = intrinsic.model.sample_images(16)  # [16, 1, size, size] uint8
+            size = samples.shape[-1]
+            grid = samples.view(4, 4, size, size).permute(0, 2, 1, 3).reshape(4 * size, 4 * size)
             self.telemetry.image(step, "exploration/density_model_samples", grid.numpy())
             self._last_samples = now
 

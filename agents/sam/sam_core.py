@@ -187,7 +187,7 @@ class SparseMemoryCore(RecurrentCore):
             "extra": extra,  # [B, H, extra_interface]
         }
 
-    def _read(self, state, new_state, memory, log, token, interface):
+    def _read(self, state, memory, log, token, interface):
         """Content read; subclasses add read modes. Returns (r_t, w^R_t, s_t, token)."""
         indices = self._search(memory, log, interface["query"], self.top_k)  # s_t
         read, weights, token = sparse_read(
@@ -222,9 +222,7 @@ class SparseMemoryCore(RecurrentCore):
         state.update(self._after_write(state, log, weights, indices))
 
         # read from M_t (eqs. 1–2)
-        read, read_weights, read_indices, token = self._read(
-            state, None, memory, log, token, interface
-        )
+        read, read_weights, read_indices, token = self._read(state, memory, log, token, interface)
         self._record(state, log, read_indices.reshape(B, -1), read_weights.reshape(B, -1))
 
         output = self.output(torch.cat([hidden, read.reshape(B, -1)], dim=1))  # y_t

@@ -46,7 +46,7 @@ class SDNCCore(SparseMemoryCore):
         ))
         return state
 
-    def _read(self, state, new_state, memory, log, token, interface):
+    def _read(self, state, memory, log, token, interface):
         B, H, K = memory.shape[0], self.num_heads, self.top_k
         content_rows = self._search(memory, log, interface["query"], K)  # [B, H, K]
         forward_rows, forward = links_lib.directional_weights(

@@ -13,7 +13,7 @@ from envs.registry import make_vector_env
 from learners.budgeted_unroll import BudgetedUnroll
 from learners.driver import DriverSettings
 from learners.intrinsic import IntrinsicRewards
-from learners.learner import Learner, LearnerSettings, full_unroll
+from learners.learner import Learner, LearnerSettings, PlainUnroll
 from learners.rollout_check import RolloutSpec
 
 
@@ -86,7 +86,7 @@ def learner_settings(config: Config) -> LearnerSettings:
 def learner(config: Config, agent) -> Learner:
     """The learner (in this process), with the configured BPTT mode and exploration bonus."""
     bptt, exploration = config.learner.bptt, config.exploration
-    unroll = full_unroll
+    unroll = PlainUnroll()
     if bptt.mode != "full":
         unroll = BudgetedUnroll(
             bptt.mode, bptt.memory_budget, agent.parameters(), measure_every=bptt.measure_every,

@@ -221,7 +221,7 @@ def train(
         signal.signal(signal.SIGINT, previous_handler)
         if telemetry is not None:
             telemetry.close()
-        if hasattr(learner, "close"):
+        if learner is not None:
             learner.close()
         if started_ray:
             import ray

@@ -20,17 +20,27 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import ray
 
 from actors import wire
 from actors.rollout import PublishedWeights, RolloutWorker
-from learners.learner import Learner
 from learners.rollout_check import RolloutSpec
 
 log = logging.getLogger("engram.driver")
+
+
+class LearnerHandle(Protocol):
+    """The learner as the driver sees it: a :class:`~learners.learner.Learner` in this
+    process, or a :class:`~learners.remote_learner.RemoteLearner` proxy."""
+
+    updates: int
+
+    def update(self, rollouts: list[wire.Rollout], learner_version: int | None = None) -> dict[str, float]: ...
+
+    def get_weights(self) -> dict: ...
 
 
 @dataclass
@@ -79,7 +89,7 @@ class Driver:
     """Runs actors and learner until ``total_steps`` agent steps have been learned from.
 
     Args:
-        learner: the :class:`Learner` (in this process).
+        learner: the :class:`LearnerHandle` (in this process or a Ray actor).
         env_factory / agent_factory: picklable builders for the actors.
         on_update: ``on_update(progress, metrics, rollouts)`` after each learner step.
         should_stop: polled between updates (e.g. a signal handler's flag).
@@ -91,7 +101,7 @@ class Driver:
     def __init__(
         self,
         settings: DriverSettings,
-        learner: Learner,
+        learner: LearnerHandle,
         env_factory: Callable[[], Any],
         agent_factory: Callable[[], Any],
         progress: Progress | None = None,

@@ -16,6 +16,7 @@ import copy
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
@@ -95,24 +96,50 @@ def full_unroll(step_fn, state0: State, inputs: dict) -> tuple[dict[str, torch.T
     return {name: torch.stack([o[name] for o in outputs]) for name in outputs[0]}, state
 
 
+class Unroll(Protocol):
+    """How the learner runs the agent over a batch's steps: plain BPTT (:class:`PlainUnroll`)
+    or a checkpointed plan under a memory budget (:class:`learners.budgeted_unroll.BudgetedUnroll`)."""
+
+    def __call__(self, step_fn, state0: State, inputs: dict) -> tuple[dict[str, torch.Tensor], State]: ...
+
+    def backward_context(self) -> contextlib.AbstractContextManager:
+        """The context the loss's backward pass runs in."""
+
+    def metrics(self) -> dict[str, float]:
+        """Scalars about the last unroll, for telemetry."""
+
+
+class PlainUnroll:
+    """Plain BPTT: :func:`full_unroll`, every step's activations kept for the backward pass."""
+
+    def __call__(self, step_fn, state0: State, inputs: dict) -> tuple[dict[str, torch.Tensor], State]:
+        return full_unroll(step_fn, state0, inputs)
+
+    def backward_context(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def metrics(self) -> dict[str, float]:
+        return {}
+
+
 class Learner:
     """Args:
         agent: the network being trained.
         settings: hyper-parameters.
-        unroll: ``unroll(step_fn, state0, inputs) -> (outputs, final_state)``; plain BPTT
-            by default, or a :class:`learners.budgeted_unroll.BudgetedUnroll`.
+        unroll: an :class:`Unroll`; plain BPTT by default.
         intrinsic_rewards: an optional :class:`learners.intrinsic.IntrinsicRewards` stream.
         device: where the agent and the batch live during the update.
     """
 
     def __init__(
-        self, agent: Agent, settings: LearnerSettings, unroll=full_unroll, intrinsic_rewards=None, device: str = "cpu"
+        self, agent: Agent, settings: LearnerSettings, unroll: Unroll | None = None, intrinsic_rewards=None,
+        device: str = "cpu",
     ):
         self.device = torch.device(device)
         self.agent = agent.to(self.device)
         self.intrinsic_rewards = intrinsic_rewards
         self.settings = settings
-        self.unroll = unroll
+        self.unroll = unroll if unroll is not None else PlainUnroll()
         self.step_fn = make_step_fn(agent)
         self.optimizer = self._make_optimizer()
         self.updates = 0
@@ -192,8 +219,7 @@ class Learner:
         grad_norm = float("nan")
         skip_reason = "" if torch.isfinite(total) else f"non-finite loss ({float(total.detach())})"
         if not skip_reason:
-            backward_context = getattr(self.unroll, "backward_context", contextlib.nullcontext)
-            with backward_context():
+            with self.unroll.backward_context():
                 total.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.agent.parameters(), s.grad_clip))
             if not math.isfinite(grad_norm):
@@ -216,8 +242,7 @@ class Learner:
                 "learner/mean_rho": float(targets.log_rhos.exp().mean()),
             }
         )
-        if hasattr(self.unroll, "metrics"):
-            metrics.update(self.unroll.metrics())
+        metrics.update(self.unroll.metrics())
         metrics.update(alive_fractions(self.agent.torso, batch.observations[0]))
         return metrics
 
@@ -262,6 +287,9 @@ class Learner:
                 f"lower learner.learning_rate, or check the rewards and learner.grad_clip ({s.grad_clip:g}). "
                 "The weights are the last good ones; no checkpoint was written from a diverged step."
             )
+
+    def close(self) -> None:
+        """Nothing to release in this process (a :class:`RemoteLearner` stops its actor)."""
 
     def state_dict(self) -> dict:
         state = {

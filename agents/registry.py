@@ -41,13 +41,15 @@ def build_agent(
     core_options: dict[str, Any] | None = None,
     reward_clip: float = 1.0,
     init: str = "torch",
+    center_frames: bool = False,
 ) -> Agent:
     """``torso="auto"`` picks ``shallow`` for image observations and ``mlp`` for vectors."""
     if torso == "auto":
         torso = "shallow" if len(observation_shape) == 3 else "mlp"
     if torso not in TORSOS:
         raise ValueError(f"unknown torso {torso!r}; known torsos: {', '.join(TORSOS)}")
-    encoder = TORSOS[torso](tuple(observation_shape), output_size=torso_size)
+    image_options = {"center_frames": center_frames} if torso in ("shallow", "deep") else {}
+    encoder = TORSOS[torso](tuple(observation_shape), output_size=torso_size, **image_options)
     agent = Agent(encoder, core_factory(core, num_actions, dict(core_options or {})), num_actions, reward_clip)
     initialise(agent, init)
     return agent

@@ -8,7 +8,10 @@
 * :class:`VectorTorso`: a two-layer MLP for flat float observations (the cheap envs).
 
 Image inputs are ``uint8`` ``[B, C, H, W]`` and are scaled to [0, 1] here, so frames stay
-``uint8`` everywhere before the encoder.
+``uint8`` everywhere before the encoder. ``center_frames`` also subtracts each frame's mean:
+on a game with a uniform non-black background (Pong) the per-parameter optimiser steps
+otherwise drift every first-layer filter's weight sum the same way until the channel is
+zero on every frame and dies (benchmarks/RESULTS.md, "Learning on Atari").
 """
 
 from __future__ import annotations
@@ -18,14 +21,19 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def _scale_frames(frames: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """uint8 frames -> [0, 1] in the dtype of the weight ``like``."""
-    return frames.to(like.dtype) * (1.0 / 255.0)
+def _scale_frames(frames: torch.Tensor, like: torch.Tensor, center: bool = False) -> torch.Tensor:
+    """uint8 frames -> [0, 1] in the dtype of the weight ``like``; with ``center``, minus each
+    frame's own mean (per stacked frame), so a uniform background reads 0."""
+    scaled = frames.to(like.dtype) * (1.0 / 255.0)
+    if center:
+        scaled = scaled - scaled.mean(dim=(-2, -1), keepdim=True)
+    return scaled
 
 
 class ShallowTorso(nn.Module):
-    def __init__(self, observation_shape: tuple[int, ...], output_size: int = 256):
+    def __init__(self, observation_shape: tuple[int, ...], output_size: int = 256, center_frames: bool = False):
         super().__init__()
+        self.center_frames = center_frames
         channels, height, width = observation_shape
         self.convs = nn.Sequential(
             nn.Conv2d(channels, 16, kernel_size=8, stride=4),
@@ -41,7 +49,7 @@ class ShallowTorso(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """``frames`` ``[B, C, H, W]`` uint8 -> ``[B, output_size]``."""
-        return F.relu(self.fc(self.convs(_scale_frames(frames, self.fc.weight))))
+        return F.relu(self.fc(self.convs(_scale_frames(frames, self.fc.weight, self.center_frames))))
 
 
 class _ResidualBlock(nn.Module):
@@ -60,8 +68,10 @@ class DeepTorso(nn.Module):
         observation_shape: tuple[int, ...],
         output_size: int = 256,
         channels: tuple[int, ...] = (16, 32, 32),
+        center_frames: bool = False,
     ):
         super().__init__()
+        self.center_frames = center_frames
         in_channels, height, width = observation_shape
         sections = []
         for out_channels in channels:
@@ -80,7 +90,7 @@ class DeepTorso(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """``frames`` ``[B, C, H, W]`` uint8 -> ``[B, output_size]``."""
-        return F.relu(self.fc(self.sections(_scale_frames(frames, self.fc.weight))))
+        return F.relu(self.fc(self.sections(_scale_frames(frames, self.fc.weight, self.center_frames))))
 
 
 class VectorTorso(nn.Module):

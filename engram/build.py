@@ -57,6 +57,7 @@ def agent_factory(config: Config, spec: EnvSpec):
         core_options=config.agent.core_options(),
         reward_clip=config.learner.reward_clip or float("inf"),
         init=config.agent.init,
+        center_frames=config.agent.center_frames,
     )
 
 

@@ -186,6 +186,10 @@ class AgentConfig(Section):
         "auto", description="Encoder: IMPALA shallow / deep conv for frames, mlp for vectors; auto picks by shape."
     )
     torso_size: int = Field(256, gt=0, description="Encoder output features.")
+    center_frames: bool = Field(
+        True, description="Image torsos subtract each frame's mean, so a uniform background cannot drift the first "
+        "conv layer's channels to death (Pong); see agents/torsos.py."
+    )
     init: Literal["orthogonal", "torch"] = Field(
         "torch", description="Torso and head weights: orthogonal (gain √2, policy 0.01, value 1) or torch's defaults."
     )

@@ -68,3 +68,21 @@ def test_orthogonal_init_gives_orthogonal_rows_of_the_stated_gains():
     torch_default = build_agent((4, 84, 84), 6, torso="shallow", core="lstm", core_options={"hidden_size": 32})
     assert not torch.allclose(torch_default.torso.convs[0].weight.flatten(1) @ torch_default.torso.convs[0].weight.flatten(1).T,
                               2.0 * torch.eye(16), atol=1e-2)
+
+
+def test_centred_frames_make_the_torso_blind_to_a_uniform_background_shift():
+    from agents.torsos import ShallowTorso
+
+    torch.manual_seed(0)
+    frames = torch.randint(0, 100, (2, 4, 84, 84), dtype=torch.uint8)
+    brighter = frames + 60  # the same scene on a brighter background
+    centred = ShallowTorso((4, 84, 84), center_frames=True)
+    plain = ShallowTorso((4, 84, 84))
+    plain.load_state_dict(centred.state_dict())
+    assert torch.allclose(centred(frames), centred(brighter), atol=1e-5)
+    assert not torch.allclose(plain(frames), plain(brighter), atol=1e-3)
+    uniform = torch.full((1, 4, 84, 84), 87, dtype=torch.uint8)  # Pong's background grey
+    first_layer_input = []
+    centred.convs[0].register_forward_pre_hook(lambda _m, args: first_layer_input.append(args[0]))
+    centred(uniform)
+    assert float(first_layer_input[0].abs().max()) < 1e-6

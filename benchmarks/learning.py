@@ -197,16 +197,21 @@ def score(curves: list[Curve], at_frames: list[int]) -> list[dict]:
 
 
 def format_table(rows: list[dict], at_frames: list[int]) -> str:
-    header = f"{'config':22s} {'game':10s} " + " ".join(f"{_frames(f):>17s}" for f in at_frames)
+    header = f"{'run':26s} {'game':10s} " + " ".join(f"{_frames(f):>17s}" for f in at_frames)
     lines = [header, "-" * len(header)]
     for row in rows:
         cells = []
         for frames in at_frames:
             cell = row["at"][str(frames)]
             cells.append(f"{cell['mean']:8.2f} ± {cell['std']:4.2f} ({cell['n']})" if cell else f"{'–':>17s}")
-        lines.append(f"{row['label']:22s} {row['game']:10s} " + " ".join(f"{c:>17s}" for c in cells))
+        lines.append(f"{display_name(row['label']):26s} {row['game']:10s} " + " ".join(f"{c:>17s}" for c in cells))
     lines.append("mean ± std over seeds (n seeds) of the last-100-episode mean raw score, at equal ALE frames")
     return "\n".join(lines)
+
+
+def display_name(label: str) -> str:
+    """How a run's label reads in the table and the plot."""
+    return "RLlib 2.60 IMPALA" if label == RLLIB else f"engram {label}"
 
 
 def _frames(frames: int) -> str:
@@ -235,7 +240,7 @@ def plot(curves: list[Curve], path: Path) -> None:
                 axis.plot(np.array(c.frames) / 1e6, c.returns, color=colour, alpha=0.25, linewidth=0.8)
             axis.fill_between(grid / 1e6, np.nanmin(values, 0), np.nanmax(values, 0), color=colour, alpha=0.15)
             axis.plot(grid / 1e6, np.nanmean(values, 0), color=colour, linewidth=2,
-                      label=f"{label} ({len(group)} seed{'s' if len(group) > 1 else ''})")
+                      label=f"{display_name(label)} ({len(group)} seed{'s' if len(group) > 1 else ''})")
         axis.set_title(game)
         axis.set_xlabel("ALE frames (millions)")
         axis.set_ylabel("mean raw score, last 100 episodes")

@@ -127,6 +127,8 @@ def engram_curve(spec: RunSpec, out: Path) -> Curve:
     from engram.config import load_config
 
     folder = spec.folder(out)
+    if not (folder / "config.yaml").exists():
+        return Curve(spec)  # not trained yet (--report-only on a sweep in progress)
     frames_per_step = load_config(folder / "config.yaml").env.frames_per_step
     points: list[tuple[int, float]] = []
     path = folder / "metrics.jsonl"

@@ -112,3 +112,10 @@ def test_rllib_trains_on_clipped_rewards_and_logs_raw_scores(tmp_path):
     clipped = [env.step(None)[1].tolist() for _ in range(3)]
     assert clipped == [[1.0, -1.0], [1.0, 0.5], [1.0, 1.0]]
     assert log.read_text().split() == ["11", "-1.5"]  # env 0: 4 + 7; env 1: −3 + 0.5 + 1
+
+
+def test_a_run_not_yet_trained_reads_as_an_empty_curve_and_scores_nothing(tmp_path):
+    spec = RunSpec("smoke", None, 0, 1000, config="configs/smoke.yaml")
+    curve = engram_curve(spec, tmp_path)
+    assert curve.frames == [] and curve.at(500) is None
+    assert score([curve], [500])[0]["at"]["500"] is None

@@ -32,30 +32,19 @@ from actors.rollout import PublishedWeights, RolloutWorker
 from engram import build
 from engram.checkpoint import load_checkpoint
 from engram.config import load_config
-from learners import losses, vtrace
 from learners.batch import stack_rollouts
-from learners.learner import step_inputs
 
 
 def _terms(learner, batch):
-    """The three IMPALA loss terms and the V-trace targets, as the learner forms them."""
+    """The learner's own loss terms, weighted as in its update, and their V-trace targets."""
     s = learner.settings
-    T = batch.unroll_length
-    outputs, _ = learner.unroll(learner.step_fn, batch.initial_state, step_inputs(batch))
-    logits, values = outputs["logits"], outputs["value"]
-    rewards = batch.rewards.clamp(-s.reward_clip, s.reward_clip) if s.reward_clip else batch.rewards
-    discounts = s.discount * (~batch.firsts[1:]).float()
-    targets = vtrace.from_logits(
-        behaviour_logits=batch.behaviour_logits[:T], target_logits=logits[:T], actions=batch.actions,
-        discounts=discounts, rewards=rewards, values=values[:T], bootstrap_value=values[T],
-        clip_rho_threshold=s.clip_rho_threshold, clip_pg_rho_threshold=s.clip_pg_rho_threshold,
-    )
-    terms = {
-        "policy": losses.policy_gradient_loss(logits[:T], batch.actions, targets.pg_advantages),
-        "baseline": s.baseline_cost * losses.baseline_loss(values[:T], targets.vs),
-        "entropy": s.entropy_cost * losses.entropy_loss(logits[:T]),
+    terms = learner.loss_terms(batch)
+    weighted = {
+        "policy": terms.policy,
+        "baseline": s.baseline_cost * terms.value,
+        "entropy": s.entropy_cost * terms.entropy,
     }
-    return terms, targets, values[:T].detach(), logits[:T].detach()
+    return weighted, terms.targets, terms.values
 
 
 def _grad_norms(agent, terms) -> dict[str, float]:
@@ -94,7 +83,7 @@ def diagnose(config, *, updates: int, checkpoint: str | None = None, seed: int =
             weights = PublishedWeights(update, [learner.get_weights()])
             rollouts.append(wire.decode(worker.unroll(weights)))
         batch = stack_rollouts(rollouts, learner.agent)
-        terms, targets, values, logits = _terms(learner, batch)
+        terms, targets, values = _terms(learner, batch)
         term_norms = _grad_norms(learner.agent, terms)
         learner.optimizer.zero_grad(set_to_none=True)
         sum(terms.values()).backward()

@@ -27,8 +27,8 @@ from learners import losses, vtrace
 from learners.batch import Batch, stack_rollouts
 from learners.budgeted_unroll import step_slice
 from learners.errors import DivergenceError
-from learners.torso_health import alive_fractions
 from learners.exploration import mixed_monte_carlo_targets
+from learners.torso_health import alive_fractions
 
 log = logging.getLogger("engram.learner")
 
@@ -94,6 +94,19 @@ def full_unroll(step_fn, state0: State, inputs: dict) -> tuple[dict[str, torch.T
         state, out = step_fn(state, step_slice(inputs, t))
         outputs.append(out)
     return {name: torch.stack([o[name] for o in outputs]) for name in outputs[0]}, state
+
+
+@dataclass
+class LossTerms:
+    """One batch's IMPALA loss terms, unweighted and summed over ``[T, B]``, with what they came from."""
+
+    policy: torch.Tensor
+    value: torch.Tensor
+    entropy: torch.Tensor  # Σ π log π
+    aux: dict[str, torch.Tensor]  # the core's auxiliary losses by name
+    targets: vtrace.VTraceReturns
+    values: torch.Tensor  # [T, B] V(x_t), detached
+    metrics: dict[str, float]  # exploration-bonus statistics
 
 
 class Unroll(Protocol):
@@ -168,7 +181,8 @@ class Learner:
             batch = batch.to(self.device)
         return self.update_batch(batch, learner_version)
 
-    def update_batch(self, batch: Batch, learner_version: int | None = None) -> dict[str, float]:
+    def loss_terms(self, batch: Batch) -> LossTerms:
+        """Unroll the agent over ``batch`` and form V-trace targets and the loss terms."""
         s = self.settings
         T = batch.unroll_length
         outputs, _ = self.unroll(self.step_fn, batch.initial_state, step_inputs(batch))
@@ -204,16 +218,28 @@ class Learner:
             value_targets = mixed_monte_carlo_targets(
                 targets.vs, rewards, discounts, values[T].detach(), mix=s.mixed_monte_carlo
             )
-        pg_loss = losses.policy_gradient_loss(logits[:T], batch.actions, targets.pg_advantages)
-        value_loss = losses.baseline_loss(values[:T], value_targets)
-        entropy = losses.entropy_loss(logits[:T])
+        aux = {  # summed over [T, B] like the main losses
+            name[len("aux."):]: value[:T].sum() for name, value in outputs.items() if name.startswith("aux.")
+        }
+        return LossTerms(
+            policy=losses.policy_gradient_loss(logits[:T], batch.actions, targets.pg_advantages),
+            value=losses.baseline_loss(values[:T], value_targets),
+            entropy=losses.entropy_loss(logits[:T]),
+            aux=aux,
+            targets=targets,
+            values=values[:T].detach(),
+            metrics=metrics,
+        )
+
+    def update_batch(self, batch: Batch, learner_version: int | None = None) -> dict[str, float]:
+        s = self.settings
+        terms = self.loss_terms(batch)
+        pg_loss, value_loss, entropy, targets = terms.policy, terms.value, terms.entropy, terms.targets
+        metrics = dict(terms.metrics)
         total = pg_loss + s.baseline_cost * value_loss + s.entropy_cost * entropy
-        for name, value in outputs.items():
-            if name.startswith("aux."):
-                aux_name = name[len("aux."):]
-                aux_sum = value[:T].sum()  # summed over [T, B] like the main losses
-                total = total + s.aux_loss_costs.get(aux_name, 0.0) * aux_sum
-                metrics[f"loss/{aux_name}"] = float(aux_sum.detach())
+        for aux_name, aux_sum in terms.aux.items():
+            total = total + s.aux_loss_costs.get(aux_name, 0.0) * aux_sum
+            metrics[f"loss/{aux_name}"] = float(aux_sum.detach())
 
         self.optimizer.zero_grad(set_to_none=True)
         grad_norm = float("nan")

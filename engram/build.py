@@ -62,25 +62,8 @@ def agent_factory(config: Config, spec: EnvSpec):
 
 
 def learner_settings(config: Config) -> LearnerSettings:
-    learner = config.learner
-    return LearnerSettings(
-        optimizer=learner.optimizer,
-        learning_rate=learner.learning_rate,
-        rmsprop_alpha=learner.rmsprop_alpha,
-        rmsprop_eps=learner.rmsprop_eps,
-        rmsprop_momentum=learner.rmsprop_momentum,
-        adam_eps=learner.adam_eps,
-        grad_clip=learner.grad_clip,
-        discount=learner.discount,
-        reward_clip=learner.reward_clip,
-        baseline_cost=learner.baseline_cost,
-        entropy_cost=learner.entropy_cost,
-        clip_rho_threshold=learner.clip_rho_threshold,
-        clip_pg_rho_threshold=learner.clip_pg_rho_threshold,
-        max_update_ratio=learner.max_update_ratio,
-        max_consecutive_skips=learner.max_consecutive_skips,
-        aux_loss_costs=config.agent.aux_loss_costs(),
-        mixed_monte_carlo=config.exploration.mixed_monte_carlo,
+    return LearnerSettings.from_config(
+        config.learner, aux_loss_costs=config.agent.aux_loss_costs(), mixed_monte_carlo=config.exploration.mixed_monte_carlo
     )
 
 

@@ -229,6 +229,10 @@ class ResourcesConfig(Section):
         "auto", description="auto: a Ray actor when learner_gpus > 0, else in the driver process."
     )
     learner_torch_threads: int = Field(1, gt=0, description="Torch intra-op threads of the learner.")
+    worker_niceness: int = Field(
+        0, ge=0, le=19, description="CPU niceness of the rollout actors when `engram train` starts its own Ray: 0 runs "
+        "them at the learner's priority (Ray's default, 15, starves them behind the learner on a busy machine).",
+    )
     wait_for_resources_s: float = Field(
         60.0, ge=0, description="How long `engram train` waits for the Ray cluster to free or add what the actors "
         "reserve before it gives up (a request no node could ever hold fails at once)."
@@ -308,12 +312,19 @@ class LearnerConfig(Section):
         "average starts at 0) take steps of about 10× the learning rate at first, which killed the torso on Pong.",
     )
     rmsprop_momentum: float = Field(0.0, ge=0, lt=1, description="RMSProp momentum.")
+    adam_betas: tuple[float, float] = Field((0.9, 0.999), description="Adam's moment decays (β₁, β₂), each in [0, 1).")
     adam_eps: float = Field(1e-8, gt=0, description="Adam epsilon.")
     grad_clip: float = Field(40.0, gt=0, description="Global gradient-norm clip.")
     discount: float = Field(0.99, ge=0, le=1, description="γ.")
     reward_clip: float | None = Field(1.0, gt=0, description="Clip training rewards to ±this; null = raw rewards.")
     baseline_cost: float = Field(0.5, ge=0, description="Weight of the value loss.")
     entropy_cost: float = Field(0.01, ge=0, description="Weight of the entropy regulariser.")
+    advantage_normalization: Literal["none", "batch", "running"] = Field(
+        "none",
+        description="Scale of the policy-gradient advantages: none (IMPALA's), batch ((A − mean) / std over the "
+        "batch, PPO's) or running (A / running RMS). On Pong the raw advantages are small enough that the value "
+        "and entropy terms drown the policy term (benchmarks/RESULTS.md, 'Learning on Atari').",
+    )
     clip_rho_threshold: float = Field(1.0, gt=0, description="V-trace ρ̄.")
     clip_pg_rho_threshold: float = Field(1.0, gt=0, description="V-trace ρ̄ for the policy-gradient advantage.")
     max_update_ratio: float = Field(
@@ -323,6 +334,13 @@ class LearnerConfig(Section):
         20, ge=1, description="The run stops after this many updates in a row were skipped or rolled back."
     )
     bptt: BPTTConfig = BPTTConfig()
+
+    @field_validator("adam_betas")
+    @classmethod
+    def _betas_are_decays(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= beta < 1 for beta in betas):
+            raise ValueError(f"each of Adam's betas must lie in [0, 1), got {list(betas)}")
+        return betas
 
 
 # --- exploration ----------------------------------------------------------------------

@@ -50,12 +50,15 @@ def write_run_config(run_dir: Path, config: Config) -> None:
     (run_dir / "config.yaml").write_text(dump_config(config))
 
 
-def _init_ray(address: str | None) -> bool:
+def _init_ray(address: str | None, worker_niceness: int = 0) -> bool:
     """Join ``address`` or start an embedded local Ray; True if this process started it.
 
     Without ``address`` a new local Ray always starts (``address="local"``): a plain
     ``ray.init()`` would join any cluster already running on the machine, found
-    through ``RAY_ADDRESS`` or the address file Ray leaves in its temp folder.
+    through ``RAY_ADDRESS`` or the address file Ray leaves in its temp folder. A local Ray
+    starts its workers (the rollout actors) at ``worker_niceness``; Ray's own default, 15,
+    starves the actors behind the learner on a busy machine. A cluster's nodes keep the
+    niceness they were started with (``RAY_worker_niceness``; docs/cluster.md).
     """
     import ray
 
@@ -64,7 +67,10 @@ def _init_ray(address: str | None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(address="local", include_dashboard=False, log_to_driver=True)
+        ray.init(
+            address="local", include_dashboard=False, log_to_driver=True,
+            _system_config={"worker_niceness": worker_niceness},
+        )
     return True
 
 
@@ -186,7 +192,7 @@ def train(
     spec = preflight.check_env(config)
     preflight.check_learner_device(config)
     make_agent = build.agent_factory(config, spec)
-    started_ray = _init_ray(address)
+    started_ray = _init_ray(address, config.resources.worker_niceness)
     learner = telemetry = None
     stop_requested = []
     previous_handler = signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True))

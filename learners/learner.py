@@ -15,7 +15,7 @@ import contextlib
 import copy
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 import torch
@@ -33,28 +33,40 @@ from learners.torso_health import alive_fractions
 log = logging.getLogger("engram.learner")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LearnerSettings:
-    """Hyper-parameters of the update (engram.config.LearnerConfig documents each)."""
+    """The hyper-parameters of the update. ``engram.config.LearnerConfig`` owns their defaults
+    and documents each; :meth:`from_config` copies them by name, so no default lives here."""
 
-    optimizer: str = "adam"
-    learning_rate: float = 2.5e-4
-    rmsprop_alpha: float = 0.99
-    rmsprop_eps: float = 0.01
-    rmsprop_momentum: float = 0.0
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    adam_eps: float = 1e-8
-    grad_clip: float = 40.0
-    discount: float = 0.99
-    reward_clip: float | None = 1.0
-    baseline_cost: float = 0.5
-    entropy_cost: float = 0.01
-    clip_rho_threshold: float = 1.0
-    clip_pg_rho_threshold: float = 1.0
-    aux_loss_costs: dict[str, float] = field(default_factory=dict)
-    mixed_monte_carlo: float = 0.0  # weight of the Monte-Carlo return in the value target
-    max_update_ratio: float = 1.0  # a step with ||Δθ|| > this × ||θ|| is rolled back
-    max_consecutive_skips: int = 20
+    optimizer: str
+    learning_rate: float
+    rmsprop_alpha: float
+    rmsprop_eps: float
+    rmsprop_momentum: float
+    adam_betas: tuple[float, float]
+    adam_eps: float
+    grad_clip: float
+    discount: float
+    reward_clip: float | None
+    baseline_cost: float
+    entropy_cost: float
+    advantage_normalization: str  # losses.ADVANTAGE_NORMALIZATIONS
+    clip_rho_threshold: float
+    clip_pg_rho_threshold: float
+    max_update_ratio: float  # a step with ||Δθ|| > this × ||θ|| is rolled back
+    max_consecutive_skips: int
+    aux_loss_costs: dict[str, float]  # from the agent's config: the core's auxiliary losses
+    mixed_monte_carlo: float  # from the exploration config: weight of the Monte-Carlo return in the value target
+
+    @classmethod
+    def from_config(
+        cls, learner_config, *, aux_loss_costs: dict[str, float] | None = None, mixed_monte_carlo: float = 0.0
+    ) -> "LearnerSettings":
+        """From an ``engram.config.LearnerConfig``; the last two come from other sections (none by default)."""
+        own = {f.name for f in fields(cls)} - {"aux_loss_costs", "mixed_monte_carlo"}
+        values = learner_config.model_dump(include=own)
+        values["adam_betas"] = tuple(values["adam_betas"])
+        return cls(**values, aux_loss_costs=dict(aux_loss_costs or {}), mixed_monte_carlo=mixed_monte_carlo)
 
 
 def make_step_fn(agent: Agent):
@@ -155,6 +167,7 @@ class Learner:
         self.unroll = unroll if unroll is not None else PlainUnroll()
         self.step_fn = make_step_fn(agent)
         self.optimizer = self._make_optimizer()
+        self.advantage_normalizer = losses.AdvantageNormalizer(settings.advantage_normalization)
         self.updates = 0
         self.skipped_updates = 0
         self.consecutive_skips = 0
@@ -222,7 +235,7 @@ class Learner:
             name[len("aux."):]: value[:T].sum() for name, value in outputs.items() if name.startswith("aux.")
         }
         return LossTerms(
-            policy=losses.policy_gradient_loss(logits[:T], batch.actions, targets.pg_advantages),
+            policy=losses.policy_gradient_loss(logits[:T], batch.actions, self.advantage_normalizer(targets.pg_advantages)),
             value=losses.baseline_loss(values[:T], value_targets),
             entropy=losses.entropy_loss(logits[:T]),
             aux=aux,
@@ -323,6 +336,7 @@ class Learner:
             "optimizer": self.optimizer.state_dict(),
             "updates": self.updates,
             "skipped_updates": self.skipped_updates,
+            "advantage_normalizer": self.advantage_normalizer.state_dict(),
         }
         if self.intrinsic_rewards is not None:
             state["intrinsic_rewards"] = self.intrinsic_rewards.state_dict()
@@ -335,5 +349,7 @@ class Learner:
             group["lr"] = self.settings.learning_rate
         self.updates = state["updates"]
         self.skipped_updates = state["skipped_updates"]
+        if "advantage_normalizer" in state:  # absent from checkpoints written before it existed
+            self.advantage_normalizer.load_state_dict(state["advantage_normalizer"])
         if self.intrinsic_rewards is not None:
             self.intrinsic_rewards.load_state_dict(state["intrinsic_rewards"])

@@ -9,6 +9,7 @@ import torch
 from actors import wire
 from actors.rollout import NonFiniteLogitsError, PublishedWeights, RolloutWorker
 from agents.registry import build_agent
+from engram.config import LearnerConfig
 from envs.registry import make_vector_env
 from learners.errors import DivergenceError
 from learners.learner import Learner, LearnerSettings
@@ -17,7 +18,7 @@ from learners.learner import Learner, LearnerSettings
 def _setup(**settings):
     env_factory = functools.partial(make_vector_env, "memory_cue", 4, seed=0, options={"delay": 2})
     make_agent = functools.partial(build_agent, (4,), 2, torso_size=16, core_options={"hidden_size": 16})
-    learner = Learner(make_agent(), LearnerSettings(**settings))
+    learner = Learner(make_agent(), LearnerSettings.from_config(LearnerConfig(**settings)))
     worker = RolloutWorker(0, env_factory, make_agent, 9, seed=5)
     rollout = wire.decode(worker.unroll(PublishedWeights(0, [learner.get_weights()])))
     return learner, worker, rollout

@@ -193,6 +193,22 @@ def test_a_diverging_run_stops_with_the_cause_and_keeps_good_weights(ray_session
         assert all(torch.isfinite(v).all() for v in payload["learner"]["agent"].values() if v.is_floating_point())
 
 
+@pytest.mark.parametrize("niceness", [0, 7])
+def test_a_local_ray_runs_the_actors_at_the_configured_niceness(niceness):
+    import subprocess
+    import sys
+
+    probe = (
+        "import os, ray; from engram.train import _init_ray; "
+        f"assert _init_ray(None, worker_niceness={niceness}); "
+        "Probe = ray.remote(num_cpus=0)(type('Probe', (), {'nice': lambda self: os.getpriority(os.PRIO_PROCESS, 0)})); "
+        "print('NICE', ray.get(Probe.remote().nice.remote())); ray.shutdown()"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"NICE {niceness}" in result.stdout.splitlines()
+
+
 def test_train_without_address_starts_its_own_ray_even_when_another_is_advertised(tmp_path):
     import os
     import subprocess

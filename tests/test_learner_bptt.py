@@ -9,6 +9,7 @@ import torch
 from actors import wire
 from actors.rollout import PublishedWeights, RolloutWorker
 from agents.registry import build_agent
+from engram.config import LearnerConfig
 from envs.registry import make_vector_env
 from learners.bptt import BudgetTooSmallError
 from learners.budgeted_unroll import BudgetedUnroll
@@ -47,7 +48,9 @@ def test_budgeted_update_equals_plain_bptt(core, mode):
     for rollout in rollouts:  # float64 state, like the float64 agent
         rollout.initial_state = {k: v.astype("float64") if v.dtype.kind == "f" else v
                                  for k, v in rollout.initial_state.items()}
-    settings = LearnerSettings(optimizer="adam", learning_rate=1e-3, aux_loss_costs={"commitment": 0.1})
+    settings = LearnerSettings.from_config(
+        LearnerConfig(optimizer="adam", learning_rate=1e-3), aux_loss_costs={"commitment": 0.1}
+    )
     plain = Learner(copy.deepcopy(agent), settings)
     budget_agent = copy.deepcopy(agent)
     unroll = BudgetedUnroll(mode, 1, budget_agent.parameters())
@@ -79,7 +82,7 @@ def test_memory_core_budgeted_update_equals_plain_bptt(core):
     rollout.initial_state = {k: v.astype("float64") if v.dtype.kind == "f" else v
                              for k, v in rollout.initial_state.items()}
     agent = agent.double()
-    settings = LearnerSettings(optimizer="adam", learning_rate=1e-3)
+    settings = LearnerSettings.from_config(LearnerConfig(optimizer="adam", learning_rate=1e-3))
     plain = Learner(copy.deepcopy(agent), settings)
     budget_agent = copy.deepcopy(agent)
     unroll = BudgetedUnroll("msm", 1, budget_agent.parameters(), open_journal=budget_agent.open_journal)
@@ -99,7 +102,7 @@ def test_memory_core_budgeted_update_equals_plain_bptt(core):
 def test_bytes_are_metered_on_the_first_and_every_nth_unroll():
     agent, rollouts = _rollouts("lstm", T=12)
     unroll = BudgetedUnroll("msm", "64MiB", agent.parameters(), measure_every=3)
-    learner = Learner(agent, LearnerSettings(), unroll=unroll)
+    learner = Learner(agent, LearnerSettings.from_config(LearnerConfig()), unroll=unroll)
     metered, peaks = [], []
     for _ in range(7):
         metrics = learner.update(rollouts, learner_version=0)
@@ -119,7 +122,7 @@ def test_plan_units_cap_the_planners_memory_units():
     costs = {}
     for units in (32, 512):
         unroll = BudgetedUnroll("msm", "64MiB", agent.parameters(), plan_units=units)
-        Learner(agent, LearnerSettings(), unroll=unroll).update(rollouts, learner_version=0)
+        Learner(agent, LearnerSettings.from_config(LearnerConfig()), unroll=unroll).update(rollouts, learner_version=0)
         assert unroll.plan.memory_units <= units
         costs[units] = unroll.plan.cost
     assert costs[512] < costs[32]

@@ -8,6 +8,7 @@ import torch
 from agents.agent import Agent
 from agents.lstm_core import LSTMCore
 from agents.torsos import VectorTorso
+from engram.config import LearnerConfig
 from learners import losses
 from learners.batch import Batch
 from learners.learner import Learner, LearnerSettings
@@ -49,6 +50,31 @@ def test_entropy_loss_and_its_gradient_by_hand():
     assert logits.grad[0, 0].tolist() == pytest.approx((p * (p.log() - negative_entropy)).tolist())
 
 
+def test_batch_advantage_normalization_by_hand():
+    normalize = losses.AdvantageNormalizer("batch")
+    assert normalize(torch.tensor([[1.0], [3.0]])).flatten().tolist() == pytest.approx([-1.0, 1.0])
+
+
+def test_running_advantage_normalization_is_a_bias_corrected_average_of_squares():
+    """After batches with mean squares 4 and 1, a bias-corrected moving average with decay d
+    weighs them d : 1, so E[A²] = (4d + 1) / (d + 1)."""
+    d = 0.99
+    normalize = losses.AdvantageNormalizer("running", decay=d)
+    assert normalize(torch.tensor([2.0, -2.0])).tolist() == pytest.approx([1.0, -1.0])
+    second = normalize(torch.tensor([1.0, 1.0]))
+    assert second.tolist() == pytest.approx([1.0 / math.sqrt((4 * d + 1) / (d + 1))] * 2, rel=1e-5)
+    restored = losses.AdvantageNormalizer("running", decay=d)
+    restored.load_state_dict(normalize.state_dict())
+    assert restored(torch.tensor([3.0])).item() == pytest.approx(normalize(torch.tensor([3.0])).item())
+
+
+def test_no_advantage_normalization_leaves_them_as_they_are():
+    advantages = torch.tensor([0.5, -0.25])
+    assert losses.AdvantageNormalizer("none")(advantages).tolist() == [0.5, -0.25]
+    with pytest.raises(ValueError, match="unknown advantage normalization 'bach'"):
+        losses.AdvantageNormalizer("bach")
+
+
 def _agent(obs_size=3, actions=2):
     torch.manual_seed(0)
     return Agent(VectorTorso((obs_size,), 8), lambda n: LSTMCore(n, 8), actions)
@@ -83,7 +109,13 @@ def test_one_learner_update_forms_the_loss_a_hand_computation_gives():
     batch = Batch(observations=observations, firsts=firsts, prev_actions=prev_actions, prev_rewards=prev_rewards,
                   actions=actions, rewards=rewards, behaviour_logits=logits, decisions={},
                   initial_state=agent.initial_state(1), policy_versions=[0])
-    metrics = Learner(agent, LearnerSettings(discount=gamma)).update_batch(batch)
+    normalized = Learner(agent, LearnerSettings.from_config(LearnerConfig(discount=gamma, advantage_normalization="batch"))).loss_terms(batch)
+    mean, std = (a0 + a1) / 2, abs(a0 - a1) / 2
+    expected_normalized = -(log_pi[0] * (a0 - mean) / std + log_pi[1] * (a1 - mean) / std)
+    assert float(normalized.policy.detach()) == pytest.approx(float(expected_normalized), rel=1e-4)
+    assert float(normalized.value.detach()) == pytest.approx(float(expected_value), rel=1e-5)
+
+    metrics = Learner(agent, LearnerSettings.from_config(LearnerConfig(discount=gamma))).update_batch(batch)
     assert metrics["learner/mean_rho"] == pytest.approx(1.0)
     assert metrics["loss/policy"] == pytest.approx(float(expected_policy), rel=1e-5)
     assert metrics["loss/value"] == pytest.approx(float(expected_value), rel=1e-5)

@@ -9,6 +9,7 @@ import torch
 from actors import wire
 from actors.rollout import PublishedWeights, RolloutWorker
 from agents.registry import build_agent
+from engram.config import LearnerConfig
 from envs.registry import make_vector_env
 from learners.batch import stack_rollouts
 from learners.learner import Learner, LearnerSettings, full_unroll, make_step_fn, step_inputs
@@ -49,7 +50,7 @@ def test_learner_recomputes_the_behaviour_logits():
 
 def test_non_finite_loss_skips_the_update_and_keeps_the_weights():
     worker, agent_factory = _worker()
-    learner = Learner(agent_factory(), LearnerSettings(reward_clip=None))
+    learner = Learner(agent_factory(), LearnerSettings.from_config(LearnerConfig(reward_clip=None)))
     rollout = wire.decode(worker.unroll(PublishedWeights(0, [learner.get_weights()])))
     rollout.rewards = rollout.rewards.copy()
     rollout.rewards[3, 1] = np.nan

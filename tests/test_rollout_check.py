@@ -9,6 +9,7 @@ import pytest
 from actors import wire
 from actors.rollout import RolloutWorker
 from agents.registry import build_agent
+from engram.config import LearnerConfig
 from envs.registry import make_vector_env
 from learners.learner import Learner, LearnerSettings
 from learners.rollout_check import RolloutRejected, RolloutSpec
@@ -35,7 +36,7 @@ def test_real_rollouts_pass_and_train(core):
     rollouts = [wire.decode(worker.unroll()) for _ in range(3)]  # SAM's touched rows grow
     for rollout in rollouts:
         spec.check(rollout, newest_version=0)
-    learner = Learner(make_agent(), LearnerSettings())
+    learner = Learner(make_agent(), LearnerSettings.from_config(LearnerConfig()))
     learner.update(rollouts[1:], learner_version=0)
     assert learner.updates == 1
 

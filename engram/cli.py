@@ -17,6 +17,7 @@ BENCHMARKS = {
     "sam": "benchmarks.sam",
     "pixelcnn": "benchmarks.pixelcnn",
     "learning": "benchmarks.learning",
+    "memory": "benchmarks.memory",
 }
 
 

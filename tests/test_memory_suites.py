@@ -110,3 +110,42 @@ def test_the_suites_train_through_the_actors_and_the_learner(ray_session, tmp_pa
     payload, _ = Checkpointer(run_dir / "checkpoints").load_latest()
     assert payload["progress"]["env_steps"] >= 4096 and payload["progress"]["episodes"] > 0
     assert payload["progress"]["rejected_rollouts"] == 0
+
+
+SMALL_CORES = [  # every core, sized so that one update takes well under a second
+    "agent.lstm.hidden_size=32", "agent.memory.hidden_size=32", "agent.memory.memory_slots=64",
+    "agent.memory.word_size=8", "agent.memory.num_heads=2", "agent.straw.hidden_size=32",
+    "agent.straw.latent_size=8", "resources.envs_per_actor=4", "learner.batch_size=4",
+]
+
+
+@pytest.mark.parametrize("core", ["lstm", "sam", "sdnc", "dam", "ntm", "straw", "strawe"])
+@pytest.mark.parametrize("config_path, extra", [
+    ("configs/popgym_lstm.yaml", ["env.popgym.id=RepeatPreviousEasy", "learner.unroll_length=16"]),
+    # an unroll over the whole episode, backpropagated through a checkpointed plan
+    ("configs/bsuite_memory_lstm.yaml", ["env.bsuite_memory.memory_length=24", "learner.unroll_length=25",
+                                         "learner.bptt.mode=msm", "learner.bptt.memory_budget=1MiB"]),
+], ids=["popgym", "memory_len_msm"])
+def test_every_core_takes_learner_updates_on_the_suites(core, config_path, extra):
+    import torch
+
+    from actors import wire
+    from actors.rollout import PublishedWeights, RolloutWorker
+    from engram import build
+
+    config = load_config(config_path, [f"agent.core={core}", *SMALL_CORES, *extra])
+    spec = build.probe_env(config)
+    make_agent = build.agent_factory(config, spec)
+    learner = build.learner(config, make_agent())
+    worker = RolloutWorker(0, build.env_factory(config, seed=0), make_agent, config.learner.unroll_length, seed=0)
+    before = learner.get_weights()
+    for version in range(2):
+        rollout = wire.decode(worker.unroll(PublishedWeights(version, [learner.get_weights()])))
+        metrics = learner.update([rollout], learner_version=version)
+        assert np.isfinite(metrics["loss/total"])
+    if config.learner.bptt.mode != "full":  # the update ran a checkpointed plan within the budget
+        assert 0 < metrics["bptt/planned_bytes"] <= metrics["bptt/budget_bytes"] == 2**20
+    assert learner.updates == 2 and learner.skipped_updates == 0
+    after = learner.get_weights()
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+    assert any(not torch.equal(before[k], after[k]) for k in before)

@@ -1,0 +1,224 @@
+"""Memory suites at equal steps: engram's cores on POPGym and on bsuite's memory_len.
+
+``engram bench memory popgym`` trains each core on each POPGym environment at several seeds
+for a step budget and scores each run by POPGym's own metric, MMER: the maximum over
+training of the mean episode return (Morad et al. 2023, §4; POPGym's rewards are scaled so
+that an episode's return lies in [−1, 1]). Our "epoch" is a telemetry record: the mean of
+the last 100 episodes at that point. The table gives mean ± std over seeds.
+
+``engram bench memory memory_len`` trains each core on bsuite's MemoryChain for each memory
+length N, once with an unroll that covers the whole episode (N + 1 steps, backpropagated
+through a checkpointed plan when ``--bptt-budget`` is given) and once with a 20-step unroll
+(RLlib's and Sample Factory's default), and scores the share of episodes solved at the end
+of the budget: (return + 1) / 2, the reward being +1 for the right bit and −1 for the wrong.
+
+Both write ``memory.json``, ``memory.png`` and print the table; runs resume like
+``engram bench learning`` (one folder per run under ``--out``).
+
+    engram bench memory popgym [--envs RepeatPreviousMedium,AutoencodeMedium] [--cores lstm,sam]
+        [--steps 1000000] [--seeds 3] [--set KEY=VALUE ...] [--out benchmarks/out/memory_popgym]
+    engram bench memory memory_len [--lengths 10,30,100] [--cores lstm,sam] [--steps 500000]
+        [--seeds 3] [--short-unroll 20] [--bptt-budget 64MiB] [--out benchmarks/out/memory_len]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.learning import Curve, RunSpec, engram_curve, run_engram
+
+POPGYM_CONFIG = "configs/popgym_lstm.yaml"
+MEMORY_LEN_CONFIG = "configs/bsuite_memory_lstm.yaml"
+
+
+# --- scoring --------------------------------------------------------------------------
+def mmer(curve: Curve) -> float | None:
+    """POPGym's MMER of one run: the best mean episode return seen during training."""
+    return max(curve.returns) if curve.returns else None
+
+
+def solved_share(curve: Curve) -> float | None:
+    """Share of memory_len episodes solved at the end of the run (returns are +1 or −1)."""
+    return (curve.returns[-1] + 1.0) / 2.0 if curve.returns else None
+
+
+def spread(values: list[float]) -> dict | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values), "values": values}
+
+
+def _cell(cell: dict | None) -> str:
+    return f"{cell['mean']:6.3f} ± {cell['std']:5.3f} ({cell['n']})" if cell else f"{'–':>20s}"
+
+
+# --- POPGym ---------------------------------------------------------------------------
+def popgym_specs(envs: list[str], cores: list[str], seeds: list[int], steps: int, overrides: list[str]) -> list[RunSpec]:
+    specs = [
+        RunSpec(f"{env}/{core}", None, seed, steps, config=POPGYM_CONFIG,
+                overrides=(*overrides, f"env.popgym.id={env}", f"agent.core={core}"))
+        for seed in seeds for env in envs for core in cores
+    ]
+    return specs
+
+
+def popgym_table(curves: list[Curve]) -> list[dict]:
+    rows = []
+    for label in sorted({c.spec.label for c in curves}):
+        env, core = label.split("/")
+        group = [c for c in curves if c.spec.label == label]
+        rows.append({"env": env, "core": core, "mmer": spread([mmer(c) for c in group]),
+                     "seeds": sorted(c.spec.seed for c in group)})
+    return rows
+
+
+def format_popgym(rows: list[dict]) -> str:
+    lines = [f"{'environment':28s} {'core':8s} {'MMER':>20s}", "-" * 58]
+    lines += [f"{r['env']:28s} {r['core']:8s} {_cell(r['mmer'])}" for r in rows]
+    lines.append("MMER: max over training of the last-100-episode mean return (POPGym's scale, −1 … 1); "
+                 "mean ± std over seeds (n)")
+    return "\n".join(lines)
+
+
+# --- memory_len -----------------------------------------------------------------------
+def memory_len_specs(lengths: list[int], cores: list[str], seeds: list[int], steps: int, overrides: list[str],
+                     short_unroll: int, bptt_budget: str | None) -> list[RunSpec]:
+    specs = []
+    for seed in seeds:
+        for length in lengths:
+            for core in cores:
+                base = (*overrides, f"env.bsuite_memory.memory_length={length}", f"agent.core={core}")
+                long_unroll = [f"learner.unroll_length={length + 1}"]
+                if bptt_budget:
+                    long_unroll += ["learner.bptt.mode=msm", f"learner.bptt.memory_budget={bptt_budget}"]
+                specs.append(RunSpec(f"N{length}/{core}/whole-episode", None, seed, steps, config=MEMORY_LEN_CONFIG,
+                                     overrides=(*base, *long_unroll)))
+                if short_unroll < length + 1:
+                    specs.append(RunSpec(f"N{length}/{core}/unroll{short_unroll}", None, seed, steps,
+                                         config=MEMORY_LEN_CONFIG,
+                                         overrides=(*base, f"learner.unroll_length={short_unroll}")))
+    return specs
+
+
+def memory_len_table(curves: list[Curve]) -> list[dict]:
+    rows: dict[tuple[str, str], dict] = {}
+    for label in sorted({c.spec.label for c in curves}):
+        length, core, unroll = label.split("/")
+        group = [c for c in curves if c.spec.label == label]
+        settings = _unroll_settings(group[0].spec.overrides)
+        row = rows.setdefault((core, unroll), {"core": core, "unroll": unroll, "settings": settings, "solved": {}})
+        row["solved"][length[1:]] = spread([solved_share(c) for c in group])
+    return list(rows.values())
+
+
+def _unroll_settings(overrides: tuple[str, ...]) -> str:
+    keys = ("learner.unroll_length", "learner.bptt.mode", "learner.bptt.memory_budget")
+    found = dict(item.split("=", 1) for item in overrides if item.split("=", 1)[0] in keys)
+    return ", ".join(f"{k.split('.')[-1]}={found[k]}" for k in keys if k in found) or "config default"
+
+
+def format_memory_len(rows: list[dict], lengths: list[int]) -> str:
+    header = f"{'core':8s} {'unroll':14s} " + " ".join(f"{'N=' + str(n):>20s}" for n in lengths)
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lines.append(f"{row['core']:8s} {row['unroll']:14s} "
+                     + " ".join(_cell(row["solved"].get(str(n))) for n in lengths))
+    lines.append("share of episodes solved at the end of the budget, (return + 1) / 2 over the last 100; "
+                 "mean ± std over seeds (n)")
+    return "\n".join(lines)
+
+
+# --- the plot -------------------------------------------------------------------------
+def plot(curves: list[Curve], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    panels = sorted({c.spec.label.rsplit("/", 2)[0] if title == "memory_len" else c.spec.label.split("/")[0]
+                     for c in curves})
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for axis, panel in zip(axes[0], panels):
+        labels = sorted({c.spec.label for c in curves if c.spec.label.startswith(panel + "/")})
+        for colour, label in zip(colours, labels):
+            for i, c in enumerate(c for c in curves if c.spec.label == label and c.frames):
+                axis.plot(np.array(c.frames) / 1e6, c.returns, color=colour, alpha=0.8, linewidth=1,
+                          label=label[len(panel) + 1:] if i == 0 else None)
+        axis.set_title(panel)
+        axis.set_xlabel("agent steps (millions)")
+        axis.set_ylabel("mean episode return, last 100")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+# --- the sweep ------------------------------------------------------------------------
+def run_sweep(suite: str, specs: list[RunSpec], out: Path, *, train: bool, lengths: list[int] = ()) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    for i, spec in enumerate(specs, 1):
+        did = run_engram(spec, out) if train else "read"
+        print(f"[{i}/{len(specs)}] {spec.label} seed {spec.seed}: {did}", flush=True)
+    curves = [engram_curve(spec, out) for spec in specs]
+    if suite == "popgym":
+        rows = popgym_table(curves)
+        text = format_popgym(rows)
+    else:
+        rows = memory_len_table(curves)
+        text = format_memory_len(rows, list(lengths))
+    result = {
+        "benchmark": f"memory/{suite}",
+        "table": rows,
+        "curves": [{**asdict(c.spec), "steps": c.frames, "returns": c.returns} for c in curves],
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+    }
+    (out / "memory.json").write_text(json.dumps(result, indent=1))
+    plot(curves, out / "memory.png", suite)
+    print(text)
+    print(f"wrote {out / 'memory.json'} and {out / 'memory.png'}")
+    return result
+
+
+def _items(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="engram bench memory", description=__doc__.splitlines()[0])
+    parser.add_argument("suite", choices=["popgym", "memory_len"])
+    parser.add_argument("--envs", default="RepeatPreviousMedium,AutoencodeMedium", help="POPGym environments")
+    parser.add_argument("--lengths", default="10,30,100", help="memory_len values of N")
+    parser.add_argument("--cores", default="lstm,sam", help="comma-separated agent.core values")
+    parser.add_argument("--steps", type=lambda t: int(float(t)), default=None,
+                        help="agent steps per run (default 1M for popgym, 500k for memory_len)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--short-unroll", type=int, default=20, help="memory_len: the short unroll compared")
+    parser.add_argument("--bptt-budget", default=None, help="memory_len: msm budget of the whole-episode unroll")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", default=None, help="the sweep's folder (default benchmarks/out/memory_<suite>)")
+    parser.add_argument("--report-only", action="store_true", help="read the runs already in --out; train nothing")
+    args = parser.parse_args(argv)
+    seeds, cores = list(range(args.seeds)), _items(args.cores)
+    out = Path(args.out or f"benchmarks/out/memory_{args.suite}")
+    if args.suite == "popgym":
+        specs = popgym_specs(_items(args.envs), cores, seeds, args.steps or 1_000_000, args.overrides)
+        run_sweep("popgym", specs, out, train=not args.report_only)
+    else:
+        lengths = [int(n) for n in _items(args.lengths)]
+        specs = memory_len_specs(lengths, cores, seeds, args.steps or 500_000, args.overrides,
+                                 args.short_unroll, args.bptt_budget)
+        run_sweep("memory_len", specs, out, train=not args.report_only, lengths=lengths)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""engram bench memory: POPGym's MMER and memory_len's solved share, checked by hand; the sweeps' runs."""
+
+import json
+
+import pytest
+
+from benchmarks import memory
+from benchmarks.learning import Curve, RunSpec
+
+
+def _curve(label, seed, returns):
+    return Curve(RunSpec(label, None, seed, 100 * len(returns)), [100 * (i + 1) for i in range(len(returns))],
+                 list(returns))
+
+
+def test_mmer_is_the_best_mean_return_of_a_run_averaged_over_seeds():
+    # POPGym: the mean episodic return of each epoch, its maximum over training, then seeds' mean.
+    curves = [_curve("RepeatPreviousMedium/sam", 0, [-0.5, 0.2, 0.1]),
+              _curve("RepeatPreviousMedium/sam", 1, [-0.4, -0.1, 0.4]),
+              _curve("RepeatPreviousMedium/lstm", 0, [-0.6, -0.5])]
+    rows = {row["core"]: row for row in memory.popgym_table(curves)}
+    assert rows["sam"]["mmer"]["values"] == [0.2, 0.4]
+    assert rows["sam"]["mmer"]["mean"] == pytest.approx(0.3) and rows["sam"]["mmer"]["std"] == pytest.approx(0.1)
+    assert rows["lstm"]["mmer"]["values"] == [-0.5]
+    assert "0.300 ± 0.100 (2)" in memory.format_popgym(list(rows.values()))
+    assert memory.mmer(_curve("x/lstm", 0, [])) is None
+
+
+def test_memory_len_scores_the_share_solved_at_the_end_of_the_run():
+    # rewards are +1 or −1 per episode: a mean return of 0.5 means 75% solved
+    curves = [_curve("N10/lstm/whole-episode", 0, [-1.0, 0.5]), _curve("N10/lstm/unroll20", 0, [0.0, -0.2]),
+              _curve("N30/lstm/whole-episode", 0, [1.0, 1.0])]
+    curves[0].spec = RunSpec("N10/lstm/whole-episode", None, 0, 200, overrides=("learner.unroll_length=11",))
+    rows = {row["unroll"]: row for row in memory.memory_len_table(curves)}
+    assert rows["whole-episode"]["solved"]["10"]["values"] == [0.75]
+    assert rows["whole-episode"]["solved"]["30"]["values"] == [1.0]
+    assert rows["unroll20"]["solved"]["10"]["values"] == [pytest.approx(0.4)]
+    assert rows["whole-episode"]["settings"] == "unroll_length=11"
+
+
+def test_memory_len_runs_pair_a_whole_episode_unroll_with_a_short_one():
+    specs = memory.memory_len_specs([10, 100], ["lstm"], [0], 1000, [], short_unroll=20, bptt_budget="8MiB")
+    by_label = {s.label: s for s in specs}
+    assert set(by_label) == {"N10/lstm/whole-episode", "N100/lstm/whole-episode", "N100/lstm/unroll20"}
+    assert "learner.unroll_length=101" in by_label["N100/lstm/whole-episode"].overrides
+    assert "learner.bptt.mode=msm" in by_label["N100/lstm/whole-episode"].overrides
+    assert "learner.unroll_length=20" in by_label["N100/lstm/unroll20"].overrides
+    # N = 10 fits in 20 steps: the short unroll would be the same run, so there is none
+
+
+@pytest.mark.e2e
+def test_a_tiny_popgym_sweep_trains_scores_and_plots(tmp_path):
+    out = tmp_path / "sweep"
+    specs = memory.popgym_specs(["RepeatPreviousEasy"], ["lstm"], [0], 2048,
+                                ["resources.envs_per_actor=16", "learner.batch_size=16", "checkpoint.interval_s=0.5"])
+    result = memory.run_sweep("popgym", specs, out, train=True)
+    (row,) = result["table"]
+    assert row["env"] == "RepeatPreviousEasy" and row["core"] == "lstm" and row["mmer"]["n"] == 1
+    assert -1.0 <= row["mmer"]["mean"] <= 1.0
+    assert json.loads((out / "memory.json").read_text())["benchmark"] == "memory/popgym"
+    assert (out / "memory.png").stat().st_size > 0
+    again = memory.run_sweep("popgym", specs, out, train=True)  # finished runs are read, not rerun
+    assert again["table"] == result["table"]

@@ -408,6 +408,9 @@ class MemoryTaskConfig(Section):
 class TelemetryConfig(Section):
     log_interval_s: float = Field(5.0, gt=0, description="Seconds between TensorBoard / metrics.jsonl records.")
     console: bool = Field(True, description="Show the live progress line.")
+    picture_interval_s: float = Field(
+        60.0, gt=0, description="Seconds between drawn TensorBoard pictures (a memory core's access: memory/access)."
+    )
 
 
 class CheckpointConfig(Section):

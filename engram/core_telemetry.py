@@ -8,7 +8,10 @@ get special treatment because STRAW's users ask for them:
   a histogram ``straw/macro_action_length`` (and ``replan`` is reported as
   ``straw/replan_rate``);
 * ``plan`` ``[T+1, B, R, T]`` with ``commitment`` ``[T+1, B, T]``: env 0's newest action
-  plan A (rows) stacked over its commitment plan c, as an image ``straw/plan``.
+  plan A (rows) stacked over its commitment plan c, as an image ``straw/plan``;
+* ``read_rows`` / ``read_weights`` / ``write_rows`` / ``write_weights`` (SAM, SDNC): with
+  ``pictures``, env 0's memory access over the newest rollout, drawn by
+  :mod:`engram.memory_picture` as the RGB image ``memory/access``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 class CoreSummary:
     scalars: dict[str, float] = field(default_factory=dict)
     histograms: dict[str, np.ndarray] = field(default_factory=dict)
-    images: dict[str, np.ndarray] = field(default_factory=dict)  # [H, W] in [0, 1]
+    images: dict[str, np.ndarray] = field(default_factory=dict)  # [H, W] in [0, 1], or [H, W, 3] uint8
 
 
 def _normalise(rows: np.ndarray) -> np.ndarray:
@@ -30,7 +33,11 @@ def _normalise(rows: np.ndarray) -> np.ndarray:
     return (rows - low) / (high - low) if high > low else np.zeros_like(rows)
 
 
-def summarise(rollouts) -> CoreSummary:
+MEMORY_ACCESS = ("read_rows", "read_weights", "write_rows", "write_weights")
+
+
+def summarise(rollouts, *, pictures: bool = False) -> CoreSummary:
+    """``pictures``: also draw the figures that cost a plotting library call (memory access)."""
     summary = CoreSummary()
     if not rollouts or not rollouts[0].telemetry:
         return summary
@@ -53,4 +60,10 @@ def summarise(rollouts) -> CoreSummary:
         if "commitment" in names:
             rows.append(np.clip(rollouts[-1].telemetry["commitment"][-1, 0][None], 0.0, 1.0))
         summary.images["straw/plan"] = np.concatenate(rows, axis=0).astype(np.float32)
+    if pictures and all(name in names for name in MEMORY_ACCESS):
+        from engram import memory_picture
+
+        newest = rollouts[-1]
+        title = f"memory access, env 0 of actor {newest.actor_id}'s newest rollout (policy version {newest.policy_version})"
+        summary.images["memory/access"] = memory_picture.draw(newest.telemetry, env=0, title=title)
     return summary

@@ -87,7 +87,7 @@ class _TrainingHooks:
         self._last_updates = learner.updates
         self._last_rollouts = []
         self.last_metrics: dict = {}
-        self._last_samples = float("-inf")
+        self._last_samples = self._last_pictures = float("-inf")
 
     def __call__(self, progress: Progress, metrics: dict, rollouts) -> None:
         now = time.monotonic()
@@ -121,13 +121,16 @@ class _TrainingHooks:
             scalars["episode/return_mean100"] = episode_return
             scalars["episode/length_mean100"] = float(np.mean(progress.recent_lengths))
             self.telemetry.scalar_at_frames(progress.env_steps * frames_per_step, "episode_return_mean100", episode_return)
-        summary = core_telemetry.summarise(self._last_rollouts)
+        pictures = now - self._last_pictures >= self.config.telemetry.picture_interval_s
+        summary = core_telemetry.summarise(self._last_rollouts, pictures=pictures)
+        if pictures:
+            self._last_pictures = now
         scalars.update(summary.scalars)
         self.telemetry.scalars(progress.env_steps, scalars)
         for name, values in summary.histograms.items():
             self.telemetry.histogram(progress.env_steps, name, values)
         for name, image in summary.images.items():
-            self.telemetry.image(progress.env_steps, name, image)
+            self.telemetry.image(progress.env_steps, name, image, dataformats="HWC" if image.ndim == 3 else "HW")
         self._log_exploration(progress.env_steps, now)
         self.telemetry.progress(
             progress.env_steps, progress.env_steps * frames_per_step, steps_per_s * frames_per_step, episode_return

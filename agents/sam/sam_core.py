@@ -188,12 +188,12 @@ class SparseMemoryCore(RecurrentCore):
         }
 
     def _read(self, state, memory, log, token, interface):
-        """Content read; subclasses add read modes. Returns (r_t, w^R_t, s_t, token)."""
+        """Content read; subclasses add read modes. Returns (r_t, w^R_t, s_t, token, telemetry)."""
         indices = self._search(memory, log, interface["query"], self.top_k)  # s_t
         read, weights, token = sparse_read(
             memory, log, token, interface["query"], interface["strength"], indices
         )
-        return read, weights, indices, token
+        return read, weights, indices, token, {}
 
     def forward(self, features, state, replay=None):
         B = features.shape[0]
@@ -222,7 +222,7 @@ class SparseMemoryCore(RecurrentCore):
         state.update(self._after_write(state, log, weights, indices))
 
         # read from M_t (eqs. 1–2)
-        read, read_weights, read_indices, token = self._read(state, memory, log, token, interface)
+        read, read_weights, read_indices, token, read_telemetry = self._read(state, memory, log, token, interface)
         self._record(state, log, read_indices.reshape(B, -1), read_weights.reshape(B, -1))
 
         output = self.output(torch.cat([hidden, read.reshape(B, -1)], dim=1))  # y_t
@@ -237,9 +237,11 @@ class SparseMemoryCore(RecurrentCore):
         )
         telemetry = {
             "read_rows": read_indices.detach(),  # [B, H, K']
+            "read_weights": read_weights.detach(),  # [B, H, K']
             "write_rows": indices.detach(),  # [B, H, K+1]
             "write_weights": weights.detach(),  # [B, H, K+1]
             "least_used_age": (time[:, None] - usage.gather(1, least_used)).detach(),  # [B, H]
+            **{name: value.detach() for name, value in read_telemetry.items()},
         }
         return CoreOutput(features=output, telemetry=telemetry), new_state
 

@@ -66,7 +66,7 @@ class SDNCCore(SparseMemoryCore):
         ], dim=-1)  # w^R_t over the R gathered rows
         read = (weights[..., None] * rows).sum(2)  # r_t
         carried = weights.topk(K, dim=-1)
-        return read, carried.values, indices.gather(-1, carried.indices), token
+        return read, carried.values, indices.gather(-1, carried.indices), token, {"read_modes": modes}
 
     def _after_write(self, state, log, weights, indices):
         """L_t and p_t from the write of step t, before the read uses them."""

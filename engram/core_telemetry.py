@@ -64,6 +64,6 @@ def summarise(rollouts, *, pictures: bool = False) -> CoreSummary:
         from engram import memory_picture
 
         newest = rollouts[-1]
-        title = f"memory access, env 0 of actor {newest.actor_id}'s newest rollout (policy version {newest.policy_version})"
+        title = f"memory access: env 0, actor {newest.actor_id}, policy v{newest.policy_version}"
         summary.images["memory/access"] = memory_picture.draw(newest.telemetry, env=0, title=title)
     return summary

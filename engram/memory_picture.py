@@ -14,8 +14,9 @@ see :class:`agents.sam.sam_core.SparseMemoryCore`):
   temporal links, content, forward along the links (Rae et al. 2016, Supp. F): the links
   followed.
 
-The figure is rendered to an RGB array ``[H, W, 3]`` (uint8) for TensorBoard, sized to read
-at TensorBoard's default image width.
+The figure is rendered to an RGB array ``[H, W, 3]`` (uint8) for TensorBoard. TensorBoard
+shows images about 330 pixels wide by default, so the figure is narrow (4.6 inches) with
+9-point text: about 9 pixels high when shown at that width.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 ACCESS_THRESHOLD = 0.005  # SAM's usage threshold δ: weights below it do not count as an access
-MAX_ROWS = 40  # rows shown; the most touched ones when a window touches more
+MAX_ROWS = 24  # rows shown; the most touched ones when a window touches more
+WIDTH_INCHES = 4.6
 
 
 def _touched(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -82,9 +84,11 @@ def draw(telemetry: dict[str, np.ndarray], *, env: int = 0, first_step: int = 0,
     position = {int(row): i for i, row in enumerate(shown)}
 
     panels = 3 if modes is not None else 2
-    heights = [3, 2, 1.2][:panels]
-    figure, axes = plt.subplots(panels, 1, figsize=(9, 2.2 * sum(heights) / 1.6), sharex=True,
-                                gridspec_kw={"height_ratios": heights})
+    heights = [3.0, 2.0, 1.5][:panels]
+    plt.rcParams.update({"font.size": 9})
+    figure, axes = plt.subplots(panels, 1, figsize=(WIDTH_INCHES, sum(heights) + 1.2), sharex=True,
+                                gridspec_kw={"height_ratios": heights}, dpi=100)
+    row_labels = [str(r) if i % max(1, len(shown) // 12) == 0 else "" for i, r in enumerate(shown)]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
     access = axes[0]
@@ -108,39 +112,42 @@ def draw(telemetry: dict[str, np.ndarray], *, env: int = 0, first_step: int = 0,
         ws = np.clip(np.asarray(ws), 0.0, 1.0)
         access.scatter(xs, ys, s=12 + 80 * ws, color=[(0, 0, 0, 0.3 + 0.7 * w) for w in ws], marker="x",
                        label="write")
-    access.set_ylabel("memory row")
+    access.set_ylabel("row touched")
     access.set_yticks(range(len(shown)))
-    access.set_yticklabels([str(r) for r in shown], fontsize=6 if len(shown) > 20 else 8)
+    access.set_yticklabels(row_labels, fontsize=8)
     access.set_ylim(-0.7, max(len(shown), 1) - 0.3)
     access.invert_yaxis()
-    access.set_title(title or "memory access (marker size and opacity: weight)", fontsize=10)
-    access.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    access.set_title(title or "memory access (size, opacity: weight)", fontsize=9)
+    access.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=heads + 1,
+                  frameon=False, handletextpad=0.2, columnspacing=0.8)
     access.grid(alpha=0.2)
 
     ages = lru_ages(flat_rows, flat_weights, shown)
     lru = axes[1]
     image = lru.imshow(ages.T, aspect="auto", cmap="viridis", interpolation="nearest",
                        extent=(steps[0] - 0.5, steps[-1] + 0.5, len(shown) - 0.5, -0.5))
-    lru.set_ylabel("memory row")
+    lru.set_ylabel("row touched")
     lru.set_yticks(range(len(shown)))
-    lru.set_yticklabels([str(r) for r in shown], fontsize=6 if len(shown) > 20 else 8)
-    lru.set_title("steps since last access (the largest is least recently used)", fontsize=9)
+    lru.set_yticklabels(row_labels, fontsize=8)
+    lru.set_title("steps since last access (largest: least recently used)", fontsize=9)
     figure.colorbar(image, cax=lru.inset_axes((1.01, 0.0, 0.015, 1.0)), label="steps")  # keeps the x axes aligned
 
     if modes is not None:
         mode_axis = axes[2]
-        names = ("backward (links)", "content", "forward (links)")
+        names = ("backward", "content", "forward")
         styles = ("--", "-", ":")
         for head in range(heads):
-            for m, (name, style) in enumerate(zip(names, styles)):
+            for m, style in enumerate(styles):
                 mode_axis.plot(steps, modes[:, env, head, m], linestyle=style, color=colours[head % len(colours)],
-                               label=f"head {head}: {name}" if head == 0 or m == 1 else None, linewidth=1.2)
+                               linewidth=1.2)
+        for name, style in zip(names, styles):  # the legend names the line styles; colours are the heads above
+            mode_axis.plot([], [], linestyle=style, color="grey", label=name)
         mode_axis.set_ylim(0, 1)
-        mode_axis.set_ylabel("read mode π")
-        mode_axis.set_title("read modes per head (links followed)", fontsize=9)
-        mode_axis.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        mode_axis.set_ylabel("mode π")
+        mode_axis.set_title("read modes per head (backward/forward: links followed)", fontsize=9)
+        mode_axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=3, frameon=False)
         mode_axis.grid(alpha=0.2)
-    axes[-1].set_xlabel("agent step")
+    axes[-1].set_xlabel("agent step in the rollout")
     figure.tight_layout()
     figure.canvas.draw()
     rgb = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()

@@ -54,7 +54,7 @@ def test_a_memory_core_rollout_draws_the_access_picture(core, panels, monkeypatc
     image = core_telemetry.summarise([rollout], pictures=True).images["memory/access"]
     assert drawn_panels == [panels]
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-    assert image.shape[1] >= 800 and image.shape[0] >= 300  # readable at TensorBoard's width
+    assert 330 <= image.shape[1] <= 600  # TensorBoard shows images ~330 px wide: little shrinking, so the text stays legible
     assert image.std() > 10  # something was drawn
 
 

@@ -151,6 +151,17 @@ def _find(result: dict, key: str, under: str | None = None):
     return None
 
 
+def require_rllib() -> None:
+    """RLlib is an extra of engram's (``rllib``), not a dependency: say so when it is missing."""
+    try:
+        import ray.rllib  # noqa: F401
+    except ImportError as error:
+        raise SystemExit(
+            "RLlib is not installed: it is engram's `rllib` extra (pip install -c constraints.txt -e '.[rllib]'; "
+            "`make install` installs it)"
+        ) from error
+
+
 def _counters(result: dict) -> tuple[float, float]:
     from ray.rllib.utils.metrics import (
         ENV_RUNNER_RESULTS,
@@ -181,6 +192,7 @@ def build_config(
     min_time_s_per_iteration: float = 5.0,
     use_env_runner_state_server: bool = True,
 ):
+    require_rllib()
     from ray.rllib.algorithms.impala import IMPALAConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
@@ -384,6 +396,7 @@ def learn_rllib_impala(
     ``progress.json`` (a checkpoint every ``checkpoint_interval_s``; a later call resumes from
     it, dropping what was logged after it) and ``done`` once ``frames`` is reached.
     """
+    require_rllib()
     import ray
     from ray.rllib.algorithms.algorithm import Algorithm
     from ray.tune.registry import register_env

@@ -13,7 +13,8 @@ from engram.checkpoint import Checkpointer
 from engram.checkpoint_payload import memory_task_payload
 from engram.config import Config
 from engram.telemetry import Telemetry
-from envs.memory_tasks import Curriculum, make_task
+from envs.memory_tasks import make_task
+from learners.curriculum import Curriculum
 from learners.memory_task_trainer import evaluate_levels_of, train_memory_task
 
 

@@ -1,7 +1,7 @@
 """Algorithmic memory tasks of Rae et al. 2016 (arXiv 1610.09027, §4.2 and Supp. E), as
-batched numpy generators: copy, associative recall and priority sort, with the paper's
-curriculum (the level of each episode is drawn from U(1, h); h doubles when the loss stays
-below a threshold).
+batched numpy generators: copy, associative recall and priority sort. Each episode's level
+is given by the caller; the paper's curriculum over levels lives beside its trainer
+(:mod:`learners.curriculum`).
 
 Every ``sample`` returns time-major arrays: ``inputs`` ``[T, B, input_size]`` float32,
 ``targets`` ``[T, B, target_size]`` float32 in {0, 1} and ``mask`` ``[T, B]`` float32 (1
@@ -133,40 +133,6 @@ class PrioritySortTask:
 
     def sample(self, rng: np.random.Generator, levels) -> Batch:
         return _pack([self.sample_one(rng, int(level)) for level in levels], levels)
-
-
-class Curriculum:
-    """Levels drawn from U(1, h); h doubles (up to ``maximum``) once the loss averaged
-    over ``patience`` consecutive updates is below ``threshold`` (Rae et al. 2016, Supp. E).
-
-    Args:
-        start: the initial h.
-        maximum: the largest h.
-        threshold: loss per scored bit under which the level is considered learned.
-        patience: number of consecutive updates the loss must stay under the threshold.
-    """
-
-    def __init__(self, start: int = 1, maximum: int = 1024, threshold: float = 0.05,
-                 patience: int = 50):
-        if not 1 <= start <= maximum:
-            raise ValueError(f"need 1 <= start <= maximum, got start={start}, maximum={maximum}")
-        self.level = start
-        self.maximum = maximum
-        self.threshold = threshold
-        self.patience = patience
-        self._under = 0
-
-    def sample_levels(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
-        return rng.integers(1, self.level + 1, size=batch_size)
-
-    def update(self, loss: float) -> bool:
-        """Record one update's loss; returns True when h doubled."""
-        self._under = self._under + 1 if loss < self.threshold else 0
-        if self._under >= self.patience and self.level < self.maximum:
-            self.level = min(2 * self.level, self.maximum)
-            self._under = 0
-            return True
-        return False
 
 
 TASKS = {"copy": CopyTask, "associative_recall": AssociativeRecallTask, "priority_sort": PrioritySortTask}

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from agents.core import RecurrentCore
-from envs.memory_tasks import Curriculum
+from learners.curriculum import Curriculum
 
 
 def train_memory_task(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs.memory_tasks import AssociativeRecallTask, CopyTask, Curriculum, PrioritySortTask
+from envs.memory_tasks import AssociativeRecallTask, CopyTask, PrioritySortTask
+from learners.curriculum import Curriculum
 
 
 def test_copy_target_is_the_input_after_the_delimiter():

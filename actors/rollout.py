@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from actors import wire
+from actors.stepping import EnvStepper
 
 
 class NonFiniteLogitsError(RuntimeError):
@@ -78,28 +79,20 @@ class RolloutWorker:
         torch.manual_seed(seed)
         self.actor_id = actor_id
         self.unroll_length = unroll_length
-        self.env = env_factory()
         self.agent = agent_factory()
         self.agent.eval()
         self.policy_version = -1
-        observations, _ = self.env.reset(seed=seed)
-        self.num_envs = len(observations)
-        self._observation = observations
-        self._first = np.ones(self.num_envs, bool)
-        self._prev_action = np.zeros(self.num_envs, np.int64)
-        self._prev_reward = np.zeros(self.num_envs, np.float32)
-        self._state = self.agent.initial_state(self.num_envs)
+        self.stepper = EnvStepper(env_factory(), self.agent, seed)
+        self.num_envs = self.stepper.num_envs
         self._pending = None  # (AgentOutput, next state) for the current observation
         self._packed_before_pending = None  # packed state from before ``_pending`` was computed
-        self._episode_return = np.zeros(self.num_envs, np.float64)
-        self._episode_length = np.zeros(self.num_envs, np.int64)
 
     def set_weights(self, weights: PublishedWeights) -> None:
         if weights.version != self.policy_version:
             self.agent.load_state_dict(weights.resolve())
             self.policy_version = weights.version
             if self._pending is not None:  # recompute the current output with the new policy
-                self._state = self.agent.unpack_state(self._packed_tensors())
+                self.stepper.state = self.agent.unpack_state(self._packed_tensors())
                 self._pending = None
 
     def _packed_tensors(self) -> dict[str, torch.Tensor]:
@@ -107,14 +100,7 @@ class RolloutWorker:
 
     def _act(self):
         if self._pending is None:
-            output, next_state = self.agent.step(
-                torch.from_numpy(self._observation),
-                torch.from_numpy(self._prev_action),
-                torch.from_numpy(self._prev_reward),
-                torch.from_numpy(self._first),
-                self._state,
-            )
-            self._pending = (output, next_state)
+            self._pending = self.stepper.policy()
         return self._pending
 
     @torch.inference_mode()
@@ -122,8 +108,8 @@ class RolloutWorker:
         """Run T steps and return the encoded rollout."""
         if weights is not None:
             self.set_weights(weights)
-        T, B = self.unroll_length, self.num_envs
-        observations = np.empty((T + 1, *self._observation.shape), self._observation.dtype)
+        T, B, stepper = self.unroll_length, self.num_envs, self.stepper
+        observations = np.empty((T + 1, *stepper.observation.shape), stepper.observation.dtype)
         firsts = np.empty((T + 1, B), bool)
         actions = np.empty((T, B), np.int64)
         rewards = np.empty((T, B), np.float32)
@@ -131,20 +117,20 @@ class RolloutWorker:
         # The snapshot from before the cached step is the current state: the worker either
         # still holds that step or restored the state from the snapshot in set_weights.
         if self._packed_before_pending is None:
-            initial_state = _to_numpy(self.agent.pack_state(self._state))
+            initial_state = _to_numpy(self.agent.pack_state(stepper.state))
         else:
             initial_state = self._packed_before_pending
-        initial_prev_action = self._prev_action.copy()
-        initial_prev_reward = self._prev_reward.copy()
+        initial_prev_action = stepper.prev_action.copy()
+        initial_prev_reward = stepper.prev_reward.copy()
         finished_returns: list[float] = []
         finished_lengths: list[int] = []
 
         for t in range(T + 1):
             if t == T:
-                self._packed_before_pending = _to_numpy(self.agent.pack_state(self._state))
+                self._packed_before_pending = _to_numpy(self.agent.pack_state(stepper.state))
             output, next_state = self._act()
-            observations[t] = self._observation
-            firsts[t] = self._first
+            observations[t] = stepper.observation
+            firsts[t] = stepper.first
             logits.append(output.logits)
             decisions.append(output.decisions)
             telemetry.append(output.telemetry)
@@ -156,22 +142,11 @@ class RolloutWorker:
                     f"{self.policy_version}; the published weights have diverged"
                 )
             action = torch.multinomial(torch.softmax(output.logits, dim=-1), 1).squeeze(1).numpy()
-            observation, reward, terminated, truncated, _ = self.env.step(action)
-            done = np.logical_or(terminated, truncated)
-            reward = np.asarray(reward, np.float32)
-            actions[t], rewards[t] = action, reward
-            self._episode_return += reward
-            self._episode_length += 1
-            for env in np.flatnonzero(done):
-                finished_returns.append(float(self._episode_return[env]))
-                finished_lengths.append(int(self._episode_length[env]))
-            self._episode_return[done] = 0.0
-            self._episode_length[done] = 0
-            self._observation = observation
-            self._first = done
-            self._prev_action = action.astype(np.int64)
-            self._prev_reward = reward
-            self._state = next_state
+            transition = stepper.advance(action, next_state)
+            actions[t], rewards[t] = action, transition.rewards
+            for _, episode_return, episode_length in transition.finished:
+                finished_returns.append(episode_return)
+                finished_lengths.append(episode_length)
             self._pending = None
 
         rollout = wire.Rollout(

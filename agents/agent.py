@@ -78,7 +78,7 @@ class Agent(nn.Module):
         obs: torch.Tensor,
         prev_action: torch.Tensor,
         prev_reward: torch.Tensor,
-        done: torch.Tensor,
+        first: torch.Tensor,
         state: State,
         replay: dict[str, torch.Tensor] | None = None,
     ) -> tuple[AgentOutput, State]:
@@ -88,14 +88,14 @@ class Agent(nn.Module):
             obs: ``[B, *obs_shape]`` (uint8 frames or float vectors).
             prev_action: ``[B]`` int64, the action taken before ``obs``.
             prev_reward: ``[B]`` float, the raw reward received before ``obs``.
-            done: ``[B]`` bool, True where ``obs`` is the first of a new episode.
+            first: ``[B]`` bool, True where ``obs`` is the first of a new episode.
             state: the core state before this step.
             replay: decisions recorded by the actor for this step, or None to sample.
         """
-        done = done.bool()
-        state = self.core.reset_where(state, done)
+        first = first.bool()
+        state = self.core.reset_where(state, first)
         dtype = self.value_head.weight.dtype
-        keep = (~done).to(dtype)
+        keep = (~first).to(dtype)
         action_one_hot = F.one_hot(prev_action.long(), self.num_actions).to(dtype) * keep[:, None]
         reward = prev_reward.to(dtype).clamp(-self.reward_clip, self.reward_clip) * keep
         core_input = torch.cat([self.torso(obs), action_one_hot, reward[:, None]], dim=1)

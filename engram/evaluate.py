@@ -6,10 +6,9 @@ video is recorded). Each env plays a fixed quota of episodes (the quotas sum to
 ``episodes``), and an env's episodes beyond its quota are stepped but not counted: taking
 "the first N episodes to finish" across parallel envs would favour short episodes.
 
-All envs here autoreset ``SAME_STEP``: the step whose ``terminated | truncated`` is set ends
-the env's episode and already returns the first observation of the next one, so the agent
-is told ``first=True`` on that observation (the core state and the previous action and
-reward are reset inside ``Agent.step``). Returns are the raw env rewards, unclipped.
+The envs are stepped by :class:`actors.stepping.EnvStepper`, the loop the rollout actors use
+(``SAME_STEP`` autoreset, ``first`` on each episode's first observation). Returns are the raw
+env rewards, unclipped.
 
 Videos (``video=PATH``) hold the first episode of env 0:
 
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from actors.stepping import EnvStepper
 from engram import build
 from engram.checkpoint import CheckpointError, load_checkpoint, newest_in
 from engram.checkpoint_payload import read_payload
@@ -258,52 +258,32 @@ def _play(
     finished = np.zeros(num_envs, np.int64)  # episodes ended per env, counted or not
     returns: list[float] = []
     lengths: list[int] = []
-    running_return = np.zeros(num_envs, np.float64)
-    running_length = np.zeros(num_envs, np.int64)
     vector_steps = 0
-    env = build.env_factory(config, seed=seed, num_envs=num_envs)()
+    stepper = EnvStepper(build.env_factory(config, seed=seed, num_envs=num_envs)(), agent, seed)
     try:
-        observations, _ = env.reset(seed=seed)
-        first = np.ones(num_envs, bool)  # [B] True where the observation begins an episode
-        prev_action = np.zeros(num_envs, np.int64)  # [B]
-        prev_reward = np.zeros(num_envs, np.float32)  # [B]
-        state = agent.initial_state(num_envs)
         with torch.inference_mode():
             while vector_steps < max_steps and (finished < quotas).any():
-                output, state = agent.step(
-                    torch.from_numpy(observations),
-                    torch.from_numpy(prev_action),
-                    torch.from_numpy(prev_reward),
-                    torch.from_numpy(first),
-                    state,
-                )
+                output, next_state = stepper.policy()
                 if greedy:
                     actions = output.logits.argmax(dim=-1)
                 else:
                     actions = torch.multinomial(torch.softmax(output.logits, dim=-1), 1).squeeze(1)
                 actions = actions.numpy().astype(np.int64)
                 if recorder:
-                    recorder.add(observations[0])
-                observations, rewards, terminated, truncated, info = env.step(actions)
+                    recorder.add(stepper.observation[0])
+                transition = stepper.advance(actions, next_state)
                 vector_steps += 1
-                done = np.logical_or(terminated, truncated)
-                rewards = np.asarray(rewards, np.float32)
-                running_return += rewards
-                running_length += 1
-                for index in np.flatnonzero(done):
+                for index, episode_return, episode_length in transition.finished:
                     if finished[index] < quotas[index]:
-                        returns.append(float(running_return[index]))
-                        lengths.append(int(running_length[index]))
+                        returns.append(episode_return)
+                        lengths.append(episode_length)
                     finished[index] += 1
-                if recorder and recorder.recording and done[0]:
-                    if "final_obs" in info:  # the ended episode's last observation (maze and ale-py report it)
-                        recorder.add(info["final_obs"][0])
+                if recorder and recorder.recording and transition.done[0]:
+                    if "final_obs" in transition.info:  # the ended episode's last observation (maze and ale-py report it)
+                        recorder.add(transition.info["final_obs"][0])
                     recorder.recording = False
-                running_return[done] = 0.0
-                running_length[done] = 0
-                first, prev_action, prev_reward = done, actions, rewards
     finally:
-        env.close()
+        stepper.close()
     return _PlayOutcome(returns, lengths, vector_steps, bool((finished >= quotas).all()))
 
 

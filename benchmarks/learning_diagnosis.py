@@ -38,7 +38,7 @@ from learners.batch import stack_rollouts
 def _terms(learner, batch):
     """The learner's own loss terms, weighted as in its update, and their V-trace targets."""
     s = learner.settings
-    terms = learner.loss_terms(batch)
+    terms, _ = learner.loss_terms(batch)
     weighted = {
         "policy": terms.policy,
         "baseline": s.baseline_cost * terms.value,

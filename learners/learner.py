@@ -23,7 +23,7 @@ import torch
 from actors.wire import Rollout
 from agents.agent import Agent
 from agents.core import State
-from learners import losses, vtrace
+from learners import losses
 from learners.batch import Batch, stack_rollouts
 from learners.budgeted_unroll import step_slice
 from learners.errors import DivergenceError
@@ -108,19 +108,6 @@ def full_unroll(step_fn, state0: State, inputs: dict) -> tuple[dict[str, torch.T
     return {name: torch.stack([o[name] for o in outputs]) for name in outputs[0]}, state
 
 
-@dataclass
-class LossTerms:
-    """One batch's IMPALA loss terms, unweighted and summed over ``[T, B]``, with what they came from."""
-
-    policy: torch.Tensor
-    value: torch.Tensor
-    entropy: torch.Tensor  # Σ π log π
-    aux: dict[str, torch.Tensor]  # the core's auxiliary losses by name
-    targets: vtrace.VTraceReturns
-    values: torch.Tensor  # [T, B] V(x_t), detached
-    metrics: dict[str, float]  # exploration-bonus statistics
-
-
 class Unroll(Protocol):
     """How the learner runs the agent over a batch's steps: plain BPTT (:class:`PlainUnroll`)
     or a checkpointed plan under a memory budget (:class:`learners.budgeted_unroll.BudgetedUnroll`)."""
@@ -194,8 +181,8 @@ class Learner:
             batch = batch.to(self.device)
         return self.update_batch(batch, learner_version)
 
-    def loss_terms(self, batch: Batch) -> LossTerms:
-        """Unroll the agent over ``batch`` and form V-trace targets and the loss terms."""
+    def loss_terms(self, batch: Batch) -> tuple[losses.ImpalaLoss, dict[str, float]]:
+        """Unroll the agent over ``batch``: the IMPALA loss, and the exploration bonus's statistics."""
         s = self.settings
         T = batch.unroll_length
         outputs, _ = self.unroll(self.step_fn, batch.initial_state, step_inputs(batch))
@@ -215,43 +202,26 @@ class Learner:
                 if not isinstance(value, torch.Tensor):
                     metrics[f"exploration/{name}"] = float(value)
         discounts = s.discount * (~batch.firsts[1:]).float()  # 0 where the episode ended
-        targets = vtrace.from_logits(
-            behaviour_logits=batch.behaviour_logits[:T],
-            target_logits=logits[:T],
-            actions=batch.actions,
-            discounts=discounts,
-            rewards=rewards,
-            values=values[:T],
-            bootstrap_value=values[T],
-            clip_rho_threshold=s.clip_rho_threshold,
-            clip_pg_rho_threshold=s.clip_pg_rho_threshold,
-        )
-        value_targets = targets.vs
+        mixed = None
         if s.mixed_monte_carlo > 0:
-            value_targets = mixed_monte_carlo_targets(
-                targets.vs, rewards, discounts, values[T].detach(), mix=s.mixed_monte_carlo
-            )
-        aux = {  # summed over [T, B] like the main losses
-            name[len("aux."):]: value[:T].sum() for name, value in outputs.items() if name.startswith("aux.")
-        }
-        return LossTerms(
-            policy=losses.policy_gradient_loss(logits[:T], batch.actions, self.advantage_normalizer(targets.pg_advantages)),
-            value=losses.baseline_loss(values[:T], value_targets),
-            entropy=losses.entropy_loss(logits[:T]),
-            aux=aux,
-            targets=targets,
-            values=values[:T].detach(),
-            metrics=metrics,
+            def mixed(vs):
+                return mixed_monte_carlo_targets(vs, rewards, discounts, values[T].detach(), mix=s.mixed_monte_carlo)
+        loss = losses.impala_loss(
+            logits=logits[:T], values=values[:T], bootstrap_value=values[T],
+            behaviour_logits=batch.behaviour_logits[:T], actions=batch.actions,
+            rewards=rewards, discounts=discounts,
+            baseline_cost=s.baseline_cost, entropy_cost=s.entropy_cost,
+            clip_rho_threshold=s.clip_rho_threshold, clip_pg_rho_threshold=s.clip_pg_rho_threshold,
+            aux={name[len("aux."):]: value[:T].sum() for name, value in outputs.items() if name.startswith("aux.")},
+            aux_costs=s.aux_loss_costs, normalize_advantages=self.advantage_normalizer, value_targets=mixed,
         )
+        return loss, metrics
 
     def update_batch(self, batch: Batch, learner_version: int | None = None) -> dict[str, float]:
         s = self.settings
-        terms = self.loss_terms(batch)
-        pg_loss, value_loss, entropy, targets = terms.policy, terms.value, terms.entropy, terms.targets
-        metrics = dict(terms.metrics)
-        total = pg_loss + s.baseline_cost * value_loss + s.entropy_cost * entropy
-        for aux_name, aux_sum in terms.aux.items():
-            total = total + s.aux_loss_costs.get(aux_name, 0.0) * aux_sum
+        loss, metrics = self.loss_terms(batch)
+        total, targets = loss.total, loss.targets
+        for aux_name, aux_sum in loss.aux.items():
             metrics[f"loss/{aux_name}"] = float(aux_sum.detach())
 
         self.optimizer.zero_grad(set_to_none=True)
@@ -270,9 +240,9 @@ class Learner:
         lag = [learner_version - v for v in batch.policy_versions] if learner_version is not None else [0]
         metrics.update(
             {
-                "loss/policy": float(pg_loss.detach()),
-                "loss/value": float(value_loss.detach()),
-                "loss/entropy": float(entropy.detach()),
+                "loss/policy": float(loss.policy.detach()),
+                "loss/value": float(loss.value.detach()),
+                "loss/entropy": float(loss.entropy.detach()),
                 "loss/total": float(total.detach()),
                 "learner/grad_norm": grad_norm,
                 "learner/learning_rate": self.optimizer.param_groups[0]["lr"],

@@ -1,4 +1,10 @@
-"""IMPALA's three loss terms (Espeholt et al. 2018, §4.2).
+"""The IMPALA loss (Espeholt et al. 2018, §4.2), in one place: :func:`impala_loss`.
+
+    L = − Σ_s ρ^pg_s Â_s log π(a_s|x_s)  +  c_V · ½ Σ_s (v_s − V(x_s))²  +  c_H · Σ_s Σ_a π log π
+
+with v_s the V-trace target (:mod:`learners.vtrace`), Â_s = r_s + γ_s v_{s+1} − V(x_s) the
+policy-gradient advantage (optionally put on a fixed scale: :class:`AdvantageNormalizer`),
+and the core's auxiliary losses added with their own weights. The three terms are below.
 
 Each is *summed* over the batch's ``[T, B]`` steps, as in IMPALA and TorchBeast. A
 per-parameter optimiser (Adam, RMSProp with a small ε) does not care about the scale; the
@@ -15,6 +21,9 @@ import math
 import torch
 from torch.nn import functional as F
 
+from dataclasses import dataclass
+
+from learners import vtrace
 from learners.vtrace import action_log_probs
 
 
@@ -79,3 +88,65 @@ class AdvantageNormalizer:
     def load_state_dict(self, state: dict) -> None:
         self.second_moment = float(state["second_moment"])
         self.updates = int(state["updates"])
+
+
+@dataclass
+class ImpalaLoss:
+    """One batch's loss: the total to minimise and its parts, unweighted and summed over ``[T, B]``."""
+
+    total: torch.Tensor
+    policy: torch.Tensor
+    value: torch.Tensor
+    entropy: torch.Tensor  # Σ π log π
+    aux: dict[str, torch.Tensor]  # the core's auxiliary losses by name
+    targets: vtrace.VTraceReturns
+    values: torch.Tensor  # [T, B] V(x_s), detached
+    value_targets: torch.Tensor  # [T, B] what V(x_s) was regressed on
+
+
+def impala_loss(
+    *,
+    logits: torch.Tensor,
+    values: torch.Tensor,
+    bootstrap_value: torch.Tensor,
+    behaviour_logits: torch.Tensor,
+    actions: torch.Tensor,
+    rewards: torch.Tensor,
+    discounts: torch.Tensor,
+    baseline_cost: float,
+    entropy_cost: float,
+    clip_rho_threshold: float | None,
+    clip_pg_rho_threshold: float | None,
+    aux: dict[str, torch.Tensor] | None = None,
+    aux_costs: dict[str, float] | None = None,
+    normalize_advantages: AdvantageNormalizer | None = None,
+    value_targets=None,
+) -> ImpalaLoss:
+    """The loss of the module docstring over ``[T, B]`` steps.
+
+    Args:
+        logits: ``[T, B, A]`` π's logits (with gradient); values: ``[T, B]`` V(x_s) (with gradient).
+        bootstrap_value: ``[B]`` V(x_T); behaviour_logits: ``[T, B, A]`` μ's; actions: ``[T, B]``.
+        rewards: ``[T, B]`` (already clipped, bonus included); discounts: ``[T, B]`` γ_s, 0 where
+            the episode ended.
+        aux / aux_costs: the core's auxiliary losses summed over ``[T, B]``, and their weights
+            (a loss without a weight counts 0).
+        normalize_advantages: scales Â before the policy term (None: IMPALA's form).
+        value_targets: ``f(vs) -> targets`` replacing v_s in the value term (the exploration
+            bonus's mixed Monte-Carlo targets); None keeps v_s.
+    """
+    targets = vtrace.from_logits(
+        behaviour_logits=behaviour_logits, target_logits=logits, actions=actions, discounts=discounts,
+        rewards=rewards, values=values, bootstrap_value=bootstrap_value,
+        clip_rho_threshold=clip_rho_threshold, clip_pg_rho_threshold=clip_pg_rho_threshold,
+    )
+    advantages = targets.pg_advantages if normalize_advantages is None else normalize_advantages(targets.pg_advantages)
+    regressed_on = targets.vs if value_targets is None else value_targets(targets.vs)
+    policy = policy_gradient_loss(logits, actions, advantages)
+    value = baseline_loss(values, regressed_on)
+    entropy = entropy_loss(logits)
+    aux, aux_costs = aux or {}, aux_costs or {}
+    total = policy + baseline_cost * value + entropy_cost * entropy
+    for name, loss in aux.items():
+        total = total + aux_costs.get(name, 0.0) * loss
+    return ImpalaLoss(total, policy, value, entropy, aux, targets, values.detach(), regressed_on)

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -109,7 +110,8 @@ def test_one_learner_update_forms_the_loss_a_hand_computation_gives():
     batch = Batch(observations=observations, firsts=firsts, prev_actions=prev_actions, prev_rewards=prev_rewards,
                   actions=actions, rewards=rewards, behaviour_logits=logits, decisions={},
                   initial_state=agent.initial_state(1), policy_versions=[0])
-    normalized = Learner(agent, LearnerSettings.from_config(LearnerConfig(discount=gamma, advantage_normalization="batch"))).loss_terms(batch)
+    settings = LearnerSettings.from_config(LearnerConfig(discount=gamma, advantage_normalization="batch"))
+    normalized, _ = Learner(agent, settings).loss_terms(batch)
     mean, std = (a0 + a1) / 2, abs(a0 - a1) / 2
     expected_normalized = -(log_pi[0] * (a0 - mean) / std + log_pi[1] * (a1 - mean) / std)
     assert float(normalized.policy.detach()) == pytest.approx(float(expected_normalized), rel=1e-4)
@@ -122,3 +124,81 @@ def test_one_learner_update_forms_the_loss_a_hand_computation_gives():
     assert metrics["loss/entropy"] == pytest.approx(float(expected_entropy), rel=1e-5)
     assert metrics["loss/total"] == pytest.approx(
         float(expected_policy + 0.5 * expected_value + 0.01 * expected_entropy), rel=1e-5)
+
+
+def _reference_impala_loss(logits, values, bootstrap, behaviour_logits, actions, rewards, discounts,
+                           baseline_cost, entropy_cost, rho_bar, pg_rho_bar):
+    """Espeholt et al. 2018 in their notation, one step at a time in float64 numpy: the total
+    loss and its gradient with respect to the logits and V(x_s)."""
+    T, B, A = logits.shape
+
+    def softmax(z):
+        e = np.exp(z - z.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    pi, mu = softmax(logits), softmax(behaviour_logits)
+    total, d_logits, d_values = 0.0, np.zeros_like(logits), np.zeros_like(values)
+    for b in range(B):
+        V = np.append(values[:, b], bootstrap[b])  # V(x_0) … V(x_T)
+        rho = np.array([pi[t, b, actions[t, b]] / mu[t, b, actions[t, b]] for t in range(T)])
+        delta = [min(rho_bar, rho[t]) * (rewards[t, b] + discounts[t, b] * V[t + 1] - V[t]) for t in range(T)]
+        c = np.minimum(1.0, rho)
+        v = np.empty(T + 1)
+        v[T] = V[T]
+        for s in range(T):  # eq. 1: v_s = V(x_s) + Σ_t γ^{t−s} (Π_{i<t} c_i) δ_t, with per-step γ_t
+            acc, weight = 0.0, 1.0
+            for t in range(s, T):
+                acc += weight * delta[t]
+                weight *= discounts[t, b] * c[t]
+            v[s] = V[s] + acc
+        for s in range(T):
+            advantage = min(pg_rho_bar, rho[s]) * (rewards[s, b] + discounts[s, b] * v[s + 1] - V[s])
+            a = actions[s, b]
+            log_pi = np.log(pi[s, b])
+            neg_entropy = float((pi[s, b] * log_pi).sum())
+            total += -advantage * log_pi[a] + baseline_cost * 0.5 * (v[s] - V[s]) ** 2 + entropy_cost * neg_entropy
+            one_hot = np.eye(A)[a]
+            d_logits[s, b] = -advantage * (one_hot - pi[s, b]) + entropy_cost * pi[s, b] * (log_pi - neg_entropy)
+            d_values[s, b] = -baseline_cost * (v[s] - V[s])
+    return total, d_logits, d_values
+
+
+@pytest.mark.parametrize("rho_bar, pg_rho_bar", [(1.0, 1.0), (0.8, 2.0)])
+def test_the_impala_loss_and_its_gradient_match_the_paper_step_by_step(rho_bar, pg_rho_bar):
+    rng = np.random.default_rng(3)
+    T, B, A = 5, 3, 4
+    logits = torch.tensor(rng.normal(size=(T, B, A)), requires_grad=True)
+    values = torch.tensor(rng.normal(size=(T, B)), requires_grad=True)
+    bootstrap = torch.tensor(rng.normal(size=B), requires_grad=True)
+    behaviour = torch.tensor(rng.normal(size=(T, B, A)))
+    actions = torch.tensor(rng.integers(0, A, size=(T, B)))
+    rewards = torch.tensor(rng.normal(size=(T, B)))
+    discounts = torch.full((T, B), 0.9, dtype=torch.float64)
+    discounts[2, 1] = 0.0  # an episode ends inside the unroll
+    costs = {"baseline_cost": 0.5, "entropy_cost": 0.01}
+
+    loss = losses.impala_loss(
+        logits=logits, values=values, bootstrap_value=bootstrap, behaviour_logits=behaviour, actions=actions,
+        rewards=rewards, discounts=discounts, clip_rho_threshold=rho_bar, clip_pg_rho_threshold=pg_rho_bar, **costs,
+    )
+    loss.total.backward()
+    expected, d_logits, d_values = _reference_impala_loss(
+        logits.detach().numpy(), values.detach().numpy(), bootstrap.detach().numpy(), behaviour.numpy(),
+        actions.numpy(), rewards.numpy(), discounts.numpy(), rho_bar=rho_bar, pg_rho_bar=pg_rho_bar, **costs,
+    )
+    assert float(loss.total.detach()) == pytest.approx(expected, rel=1e-10)
+    np.testing.assert_allclose(logits.grad.numpy(), d_logits, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(values.grad.numpy(), d_values, rtol=1e-9, atol=1e-12)
+    assert bootstrap.grad is None or float(bootstrap.grad.abs().sum()) == 0.0  # targets carry no gradient
+
+
+def test_auxiliary_losses_count_with_their_own_weight_and_only_with_one():
+    logits, values = LOGITS.clone().double(), torch.zeros(1, 1, dtype=torch.float64)
+    common = dict(logits=logits, values=values, bootstrap_value=torch.zeros(1, dtype=torch.float64),
+                  behaviour_logits=logits, actions=torch.tensor([[1]]), rewards=torch.zeros(1, 1, dtype=torch.float64),
+                  discounts=torch.zeros(1, 1, dtype=torch.float64), baseline_cost=0.5, entropy_cost=0.01,
+                  clip_rho_threshold=1.0, clip_pg_rho_threshold=1.0)
+    base = losses.impala_loss(**common).total
+    aux = {"commitment": torch.tensor(3.0, dtype=torch.float64), "kl": torch.tensor(5.0, dtype=torch.float64)}
+    with_aux = losses.impala_loss(**common, aux=aux, aux_costs={"commitment": 0.1}).total
+    assert float(with_aux - base) == pytest.approx(0.3)

@@ -10,7 +10,7 @@ Scalar names are stable, so dashboards and scripts can rely on them:
 * ``learner/policy_lag``, ``learner/grad_norm``, ``learner/learning_rate``,
   ``learner/skipped_updates``
 * ``loss/policy``, ``loss/value``, ``loss/entropy`` (and ``loss/<aux>`` from cores)
-* ``runtime/actor_restarts``, ``runtime/rejected_rollouts``
+* ``runtime/actor_restarts``, ``runtime/nodes_lost``, ``runtime/rejected_rollouts``
 * ``torso/alive/<layer>``: the share of each torso ReLU's units that fire on the batch's
   first frames (``learners/torso_health.py``)
 """

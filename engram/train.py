@@ -113,6 +113,7 @@ class _TrainingHooks:
                 "throughput/env_frames_per_s": steps_per_s * frames_per_step,
                 "throughput/learner_updates_per_s": (self.learner.updates - self._last_updates) / elapsed,
                 "runtime/actor_restarts": progress.actor_restarts,
+                "runtime/nodes_lost": progress.nodes_lost,
                 "runtime/rejected_rollouts": progress.rejected_rollouts,
                 "runtime/episodes": progress.episodes,
             }

@@ -8,7 +8,9 @@ The loop (IMPALA, Espeholt et al. 2018, §3):
 * when ``rollouts_per_update`` rollouts are buffered, the learner takes one step and the
   new weights are published once with ``ray.put`` under a new version; an actor picks
   them up at the start of its next unroll, and the learner measures the policy lag;
-* an actor that dies is logged with its id and replaced, and the run goes on.
+* an actor that dies is logged with its id and replaced, and the run goes on; Ray places
+  the replacement wherever the cluster has room (a node that joined later included). When
+  an actor dies the driver also looks for Ray nodes that left the cluster, and counts them.
 
 The driver holds no configuration logic: ``engram/`` builds the pieces and the
 callbacks (telemetry, checkpoints) and passes them in.
@@ -62,6 +64,7 @@ class Progress:
     env_steps: int = 0
     episodes: int = 0
     actor_restarts: int = 0
+    nodes_lost: int = 0
     rejected_rollouts: int = 0
     recent_returns: deque = field(default_factory=lambda: deque(maxlen=100))
     recent_lengths: deque = field(default_factory=lambda: deque(maxlen=100))
@@ -71,6 +74,7 @@ class Progress:
             "env_steps": self.env_steps,
             "episodes": self.episodes,
             "actor_restarts": self.actor_restarts,
+            "nodes_lost": self.nodes_lost,
             "rejected_rollouts": self.rejected_rollouts,
             "recent_returns": list(self.recent_returns),
             "recent_lengths": list(self.recent_lengths),
@@ -80,6 +84,7 @@ class Progress:
         self.env_steps = state["env_steps"]
         self.episodes = state["episodes"]
         self.actor_restarts = state["actor_restarts"]
+        self.nodes_lost = state.get("nodes_lost", 0)  # absent from checkpoints written before it existed
         self.rejected_rollouts = state["rejected_rollouts"]
         self.recent_returns.extend(state["recent_returns"])
         self.recent_lengths.extend(state["recent_lengths"])
@@ -123,6 +128,7 @@ class Driver:
         self._generation: dict[int, int] = {}
         self.version = learner.updates
         self._weights = self._publish()
+        self._alive_nodes = self._nodes_alive()
 
     def _publish(self) -> PublishedWeights:
         return PublishedWeights(self.version, [ray.put(self.learner.get_weights())])
@@ -144,8 +150,21 @@ class Driver:
     def _request(self, actor_id: int, pending: dict):
         pending[self._actors[actor_id].unroll.remote(self._weights)] = actor_id
 
+    @staticmethod
+    def _nodes_alive() -> set[str]:
+        return {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+
+    def _count_lost_nodes(self) -> None:
+        alive = self._nodes_alive()
+        lost = self._alive_nodes - alive
+        if lost:
+            self.progress.nodes_lost += len(lost)
+            log.warning("%d Ray node(s) left the cluster: %s", len(lost), ", ".join(sorted(lost)))
+        self._alive_nodes = alive
+
     def _replace_actor(self, actor_id: int, error: BaseException) -> None:
         self.progress.actor_restarts += 1
+        self._count_lost_nodes()
         log.warning("actor %d failed (%s: %s); starting a replacement", actor_id, type(error).__name__, error)
         if self.progress.actor_restarts > self.settings.max_actor_restarts:
             raise RuntimeError(

@@ -1,0 +1,34 @@
+"""Many nodes, and losing one: a real multi-node Ray cluster on this machine (ray.cluster_utils)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.e2e
+def test_actors_spread_over_the_nodes_and_a_lost_node_is_survived_and_counted(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "scripts" / "multinode_run.py"), str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert result.returncode == 0 and lines, (result.stdout[-3000:], result.stderr[-5000:])
+    seen = json.loads(lines[-1][len("RESULT "):])
+    assert "error" not in seen, seen
+    # one actor on each worker node (each offers one CPU; the head offers none)
+    assert seen["nodes_before"] == seen["worker_nodes"]
+    assert seen["exit_status"] == 0
+    # the run went on past the loss to its budget, replaced the lost actor and counted the node
+    progress = seen["progress"]
+    assert progress["env_steps"] >= 100000 > seen["steps_at_loss"]
+    assert progress["actor_restarts"] >= 1
+    assert progress["nodes_lost"] == 1
+    # the replacement found no room until a node joined, and then it ran there
+    assert seen["placed_while_short"] == 1
+    assert seen["lost_node"] not in seen["nodes_after"]
+    assert seen["joined"] in seen["nodes_after"] and len(seen["nodes_after"]) == 2

@@ -139,17 +139,15 @@ class _TrainingHooks:
         self._last_log, self._last_steps, self._last_updates = now, progress.env_steps, self.learner.updates
 
     def _log_exploration(self, step: int, now: float) -> None:
-        intrinsic = self.learner.intrinsic_rewards
-        if intrinsic is None:
+        """The bonus's pictures, from the learner wherever it runs (its scalars come with the metrics)."""
+        if self.config.exploration.kind == "none":
             return
-        counts = intrinsic.last_stats.get("pseudo_counts")
-        if counts is not None:
-            self.telemetry.histogram(step, "exploration/pseudo_counts", counts.numpy())
-        if now - self._last_samples >= self.config.exploration.sample_interval_s:
-            samples = intrinsic.model.sample_images(16)  # [16, 1, size, size] uint8
-            size = samples.shape[-1]
-            grid = samples.view(4, 4, size, size).permute(0, 2, 1, 3).reshape(4 * size, 4 * size)
-            self.telemetry.image(step, "exploration/density_model_samples", grid.numpy())
+        samples = now - self._last_samples >= self.config.exploration.sample_interval_s
+        telemetry = self.learner.exploration_telemetry(samples)
+        if "pseudo_counts" in telemetry:
+            self.telemetry.histogram(step, "exploration/pseudo_counts", telemetry["pseudo_counts"])
+        if "samples" in telemetry:
+            self.telemetry.image(step, "exploration/density_model_samples", telemetry["samples"])
             self._last_samples = now
 
     def checkpoint(self, progress: Progress) -> Path:

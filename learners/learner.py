@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Protocol
 
+import numpy as np
 import torch
 
 from actors.wire import Rollout
@@ -296,6 +297,22 @@ class Learner:
                 f"lower learner.learning_rate, or check the rewards and learner.grad_clip ({s.grad_clip:g}). "
                 "The weights are the last good ones; no checkpoint was written from a diverged step."
             )
+
+    def exploration_telemetry(self, samples: bool) -> dict[str, np.ndarray]:
+        """The exploration bonus's non-scalar telemetry (its scalars travel in the update's
+        metrics): ``pseudo_counts`` of the last batch, and with ``samples`` a 4×4 grid of the
+        density model's samples (uint8 ``[H, W]``). Empty without a bonus."""
+        if self.intrinsic_rewards is None:
+            return {}
+        telemetry = {}
+        counts = self.intrinsic_rewards.last_stats.get("pseudo_counts")
+        if counts is not None:
+            telemetry["pseudo_counts"] = counts.cpu().numpy()
+        if samples:
+            images = self.intrinsic_rewards.model.sample_images(16)  # [16, 1, size, size] uint8
+            size = images.shape[-1]
+            telemetry["samples"] = images.view(4, 4, size, size).permute(0, 2, 1, 3).reshape(4 * size, 4 * size).cpu().numpy()
+        return telemetry
 
     def close(self) -> None:
         """Nothing to release in this process (a :class:`RemoteLearner` stops its actor)."""

@@ -41,11 +41,12 @@ class LearnerHost:
     def counters(self) -> tuple[int, int]:
         return self.learner.updates, self.learner.skipped_updates
 
+    def exploration_telemetry(self, samples: bool):
+        return self.learner.exploration_telemetry(samples)
+
 
 class RemoteLearner:
     """Drives a :class:`LearnerHost` actor that reserves ``num_gpus`` GPUs."""
-
-    intrinsic_rewards = None  # its statistics arrive through the update metrics
 
     def __init__(self, learner_factory: Callable[[], Learner], *, num_gpus: float, num_cpus: float = LEARNER_CPUS,
                  torch_threads: int = 1):
@@ -67,6 +68,9 @@ class RemoteLearner:
     def load_state_dict(self, state: dict) -> None:
         ray.get(self._actor.load_state_dict.remote(state))
         self.updates, self.skipped_updates = ray.get(self._actor.counters.remote())
+
+    def exploration_telemetry(self, samples: bool) -> dict:
+        return ray.get(self._actor.exploration_telemetry.remote(samples))
 
     def close(self) -> None:
         ray.kill(self._actor)

@@ -224,3 +224,20 @@ def test_train_without_address_starts_its_own_ray_even_when_another_is_advertise
     assert result.returncode == 0, result.stderr[-2000:]
     address = next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("GCS"))
     assert not address.endswith(":9")
+
+
+def test_a_remote_learner_logs_the_exploration_pictures_a_local_one_does(ray_session, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = load_config("configs/pong_lstm.yaml", [
+        "run.total_steps=400", "telemetry.console=false", "telemetry.log_interval_s=0.01",
+        "resources.learner_placement=actor", "resources.num_actors=1", "resources.envs_per_actor=2",
+        "learner.batch_size=2", "learner.unroll_length=5", "agent.lstm.hidden_size=16", "agent.torso_size=16",
+        "exploration.kind=pixelcnn", "exploration.hidden_channels=4", "exploration.layers=1",
+        "exploration.sample_interval_s=0.01",
+    ])
+    run_dir = train(config, str(tmp_path / "remote_bonus"))
+    events = EventAccumulator(str(run_dir), size_guidance={"histograms": 0, "images": 0})
+    events.Reload()
+    assert "exploration/pseudo_counts" in events.Tags()["histograms"]
+    assert "exploration/density_model_samples" in events.Tags()["images"]

@@ -9,7 +9,7 @@ CONFIG ?= configs/pong_lstm.yaml
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,video,suites,rllib]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,video,suites,rllib,images]'
 	touch $@
 
 install: $(VENV)/.installed

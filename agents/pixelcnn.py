@@ -36,7 +36,88 @@ from torch.nn import functional as F
 from agents.pixelcnn_layers import GatedLayer, channel_groups, pointwise
 
 
-class GatedPixelCNN(nn.Module):
+class AutoregressiveImageModel(nn.Module):
+    """What every raster-order image model here shares: levels in, logits out.
+
+    A subclass sets ``in_channels`` and ``levels`` and implements :meth:`logits_from_scaled`
+    (``[B, C, H, W]`` floats in [-1, 1] -> ``[B, C, L, H, W]``, each logit depending only on the
+    sub-pixels before it) and :meth:`row_logits`; this class gives the likelihood, bits/dim and
+    ancestral sampling from them.
+    """
+
+    in_channels: int
+    levels: int
+
+    def logits_from_scaled(self, x_scaled, cond=None, cond_map=None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def row_logits(self, x, row: int, cond=None, cond_map=None) -> torch.Tensor:
+        """``logits(x)[:, :, :, row]`` ``[B, C, L, W]``; a subclass may compute it on fewer rows."""
+        return self.logits(x, cond, cond_map)[:, :, :, row]
+
+    def scale_levels(self, x: torch.Tensor) -> torch.Tensor:
+        """Levels ``[B, C, H, W]`` int64 in ``[0, L)`` -> floats in ``[-1, 1]`` (default dtype)."""
+        return x.to(torch.get_default_dtype()) * (2.0 / (self.levels - 1)) - 1.0
+
+    def logits(
+        self, x: torch.Tensor, cond: torch.Tensor | None = None, cond_map: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Levels ``[B, C, H, W]`` int64 -> logits ``[B, C, L, H, W]``.
+
+        ``logits[b, c, :, i, j]`` parametrises ``p(x[b, c, i, j] | x before it in raster order)``.
+        """
+        return self.logits_from_scaled(self.scale_levels(x), cond, cond_map)
+
+    def log_prob(
+        self, x: torch.Tensor, cond: torch.Tensor | None = None, cond_map: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``log p(x)`` in nats, ``[B]``, for levels ``x`` ``[B, C, H, W]`` int64.
+
+        ``cond`` is the global vector ``[B, cond_size]``, ``cond_map`` the map ``[B, M, H, W]``.
+        """
+        if x.dtype not in (torch.int64, torch.int32, torch.uint8):
+            raise TypeError(f"x must hold integer levels, got dtype {x.dtype}")
+        log_probs = F.log_softmax(self.logits(x, cond, cond_map), dim=2)  # [B, C, L, H, W]
+        per_sub_pixel = log_probs.gather(2, x.long().unsqueeze(2)).squeeze(2)  # [B, C, H, W]
+        return per_sub_pixel.flatten(1).sum(1)
+
+    def forward(
+        self, x: torch.Tensor, cond: torch.Tensor | None = None, cond_map: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Same as :meth:`log_prob` (so ``torch.func.functional_call`` gives per-image log-likelihoods)."""
+        return self.log_prob(x, cond, cond_map)
+
+    def bits_per_dim(
+        self, x: torch.Tensor, cond: torch.Tensor | None = None, cond_map: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``-log2 p(x) / (C·H·W)``, ``[B]``."""
+        return -self.log_prob(x, cond, cond_map) / (x[0].numel() * math.log(2.0))
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        cond: torch.Tensor | None = None,
+        cond_map: torch.Tensor | None = None,
+        *,
+        shape: tuple[int, int],
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Draw ``n`` images ``[n, C, H, W]`` int64 of ``shape = (H, W)`` by ancestral sampling,
+        one sub-pixel at a time in raster order (``C·H·W`` calls of :meth:`row_logits`)."""
+        height, width = shape
+        device = next(self.parameters()).device
+        x = torch.zeros(n, self.in_channels, height, width, dtype=torch.int64, device=device)
+        for row in range(height):
+            for column in range(width):
+                for channel in range(self.in_channels):
+                    logits = self.row_logits(x, row, cond, cond_map)[:, channel, :, column]  # [n, L]
+                    probabilities = F.softmax(logits.double(), dim=-1)
+                    x[:, channel, row, column] = torch.multinomial(probabilities, 1, generator=generator)[:, 0]
+        return x
+
+
+class GatedPixelCNN(AutoregressiveImageModel):
     """Gated PixelCNN over images of ``in_channels`` channels with ``levels`` values each.
 
     Args:
@@ -94,10 +175,6 @@ class GatedPixelCNN(nn.Module):
         self.head_hidden = pointwise(hidden_groups, head_groups)
         self.head_logits = pointwise(head_groups, logit_groups)
 
-    def scale_levels(self, x: torch.Tensor) -> torch.Tensor:
-        """Levels ``[B, C, H, W]`` int64 in ``[0, L)`` -> floats in ``[-1, 1]`` (default dtype)."""
-        return x.to(torch.get_default_dtype()) * (2.0 / (self.levels - 1)) - 1.0
-
     def logits_from_scaled(
         self,
         x_scaled: torch.Tensor,
@@ -121,68 +198,6 @@ class GatedPixelCNN(nn.Module):
         logits = self.head_logits(hidden)  # [B, C*L, H, W], map k belongs to channel k // L
         return logits.view(batch, channels, self.levels, height, width)
 
-    def logits(
-        self, x: torch.Tensor, cond: torch.Tensor | None = None, cond_map: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Levels ``[B, C, H, W]`` int64 -> logits ``[B, C, L, H, W]``.
-
-        ``logits[b, c, :, i, j]`` parametrises ``p(x[b, c, i, j] | x before it in raster order)``.
-        """
-        return self.logits_from_scaled(self.scale_levels(x), cond, cond_map)
-
-    def log_prob(
-        self, x: torch.Tensor, cond: torch.Tensor | None = None, cond_map: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """``log p(x)`` in nats, ``[B]``, for levels ``x`` ``[B, C, H, W]`` int64.
-
-        ``cond`` is the global vector ``[B, cond_size]``, ``cond_map`` the map ``[B, M, H, W]``.
-        """
-        if x.dtype not in (torch.int64, torch.int32, torch.uint8):
-            raise TypeError(f"x must hold integer levels, got dtype {x.dtype}")
-        log_probs = F.log_softmax(self.logits(x, cond, cond_map), dim=2)  # [B, C, L, H, W]
-        per_sub_pixel = log_probs.gather(2, x.long().unsqueeze(2)).squeeze(2)  # [B, C, H, W]
-        return per_sub_pixel.flatten(1).sum(1)
-
-    def forward(
-        self, x: torch.Tensor, cond: torch.Tensor | None = None, cond_map: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Same as :meth:`log_prob` (so ``torch.func.functional_call`` gives per-image log-likelihoods)."""
-        return self.log_prob(x, cond, cond_map)
-
-    def bits_per_dim(
-        self, x: torch.Tensor, cond: torch.Tensor | None = None, cond_map: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """``-log2 p(x) / (C·H·W)``, ``[B]``."""
-        return -self.log_prob(x, cond, cond_map) / (x[0].numel() * math.log(2.0))
-
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        cond: torch.Tensor | None = None,
-        cond_map: torch.Tensor | None = None,
-        *,
-        shape: tuple[int, int],
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Draw ``n`` images ``[n, C, H, W]`` int64 of ``shape = (H, W)`` by ancestral sampling.
-
-        One forward pass per sub-pixel (``C·H·W`` passes), each over only the rows the current
-        row can see: rows ``row - receptive_rows .. row``. Nothing flows upwards (no bottom
-        padding anywhere), and the cropped-away rows lie outside the current row's receptive
-        field, so the logits equal those of the full image.
-        """
-        height, width = shape
-        device = next(self.parameters()).device
-        x = torch.zeros(n, self.in_channels, height, width, dtype=torch.int64, device=device)
-        for row in range(height):
-            for column in range(width):
-                for channel in range(self.in_channels):
-                    logits = self.row_logits(x, row, cond, cond_map)[:, channel, :, column]  # [n, L]
-                    probabilities = F.softmax(logits.double(), dim=-1)
-                    x[:, channel, row, column] = torch.multinomial(probabilities, 1, generator=generator)[:, 0]
-        return x
-
     def row_logits(
         self,
         x: torch.Tensor,
@@ -190,7 +205,12 @@ class GatedPixelCNN(nn.Module):
         cond: torch.Tensor | None = None,
         cond_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``logits(x)[:, :, :, row]`` ``[B, C, L, W]``, computed on rows ``row - receptive_rows .. row`` only."""
+        """``logits(x)[:, :, :, row]`` ``[B, C, L, W]``, computed on rows ``row - receptive_rows .. row`` only.
+
+        Nothing flows upwards (no bottom padding anywhere), and the cropped-away rows lie
+        outside the row's receptive field, so these equal the full image's logits; sampling
+        an image costs ``C·H·W`` passes over a few rows instead of over the whole image.
+        """
         top = max(0, row - self.receptive_rows)
         rows_map = None if cond_map is None else cond_map[:, :, top : row + 1]
         return self.logits(x[:, :, top : row + 1], cond, rows_map)[:, :, :, -1]

@@ -7,7 +7,8 @@ the resolved ``config`` it was trained with. By run kind:
 * ``rl``: ``learner`` (``agent`` and ``optimizer`` state dicts, ``updates``,
   ``skipped_updates``, and ``intrinsic_rewards`` with an exploration bonus), ``progress``
   (the driver's counters) and ``rng`` (``torch`` state and ``python`` state);
-* ``memory_task``: ``core`` and ``readout`` state dicts and the trainer's ``result``.
+* ``memory_task``: ``core`` and ``readout`` state dicts and the trainer's ``result``;
+* ``density``: the density ``model``'s state dict and the trainer's ``result``.
 
 :func:`read_payload` checks a loaded payload before anyone uses it and raises
 :class:`~engram.checkpoint.CheckpointError` naming what is missing or from another version.
@@ -43,6 +44,10 @@ def memory_task_payload(config, core_state: dict, readout_state: dict, result: d
         "readout": readout_state,
         "result": result,
     }
+
+
+def density_payload(config, model_state: dict, result: dict) -> dict:
+    return {"format": FORMAT, "config": config.model_dump(mode="json"), "model": model_state, "result": result}
 
 
 def restore_rng(payload: dict) -> None:
@@ -82,6 +87,8 @@ def read_payload(payload, source: str, *, kind: str | None = None, resumable: bo
             rng = payload.get("rng")
             if not isinstance(rng, dict) or "torch" not in rng or "python" not in rng:
                 missing.append("rng")
+    if found_kind == "density" and not isinstance(payload.get("model"), dict):
+        missing.append("model")
     if missing:
         raise CheckpointError(f"checkpoint {source!r} lacks {', '.join(missing)}")
     return payload

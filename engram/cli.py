@@ -18,6 +18,7 @@ BENCHMARKS = {
     "pixelcnn": "benchmarks.pixelcnn",
     "learning": "benchmarks.learning",
     "memory": "benchmarks.memory",
+    "density": "benchmarks.density",
 }
 
 

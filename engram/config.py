@@ -27,8 +27,10 @@ class Section(BaseModel):
 
 # --- run -------------------------------------------------------------------------------
 class RunConfig(Section):
-    kind: Literal["rl", "memory_task"] = Field(
-        "rl", description="rl: actors + V-trace learner on Ray; memory_task: supervised training on one process."
+    kind: Literal["rl", "memory_task", "density"] = Field(
+        "rl",
+        description="rl: actors + V-trace learner on Ray; memory_task: supervised training on one process; "
+        "density: a PixelCNN density model of a small image set, on one process.",
     )
     name: str = Field("run", description="Run folder name under `runs_root` (`runs/<name>/`).")
     seed: int = Field(0, description="The one seed every other seed is derived from.")
@@ -404,6 +406,52 @@ class MemoryTaskConfig(Section):
         return options
 
 
+# --- density models of images -----------------------------------------------------------
+class DensityConfig(Section):
+    """A PixelCNN trained as a density model of a small image set, when ``run.kind: density``
+    (van den Oord et al. 2016, 1606.05328; learners/density_trainer.py)."""
+
+    dataset: Literal["digits"] = Field(
+        "digits", description="digits: scikit-learn's 8×8 handwritten digits (ships with the package; needs scikit-learn)."
+    )
+    levels: int = Field(17, ge=2, le=17, description="Values per pixel after quantisation (17 keeps all of the digits').")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of each class held out for the test bits/dim.")
+    model: Literal["gated", "plain"] = Field(
+        "gated", description="gated: the Gated PixelCNN; plain: the original ungated PixelCNN with its blind spot."
+    )
+    conditioning: Literal["none", "class", "autoencoder"] = Field(
+        "class",
+        description="none: p(x); class: p(x | class one-hot) through every gate; autoencoder: p(x | f(x)) with a "
+        "convolutional encoder f trained end to end.",
+    )
+    code_size: int = Field(8, gt=0, description="The autoencoder's code size.")
+    layers: int = Field(5, ge=1, description="Layers (the first is the 7×7 mask-A layer).")
+    hidden_channels: int = Field(32, gt=0, description="Feature maps per layer (per stack for the gated model).")
+    kernel_size: int = Field(3, ge=3, description="Kernel of the layers after the first (odd).")
+    first_kernel_size: int = Field(7, ge=3, description="Kernel of the first layer (odd).")
+    updates: int = Field(3000, gt=0, description="Adam steps.")
+    batch_size: int = Field(64, gt=0, description="Images per step.")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam step size.")
+    evaluate_every: int = Field(250, gt=0, description="Steps between test-set evaluations.")
+    samples_per_class: int = Field(8, gt=0, description="Samples drawn per class for TensorBoard at the end.")
+
+    @field_validator("kernel_size", "first_kernel_size")
+    @classmethod
+    def _odd(cls, size: int) -> int:
+        if size % 2 != 1:
+            raise ValueError(f"must be odd, got {size}")
+        return size
+
+    @model_validator(mode="after")
+    def _plain_is_unconditional(self) -> "DensityConfig":
+        if self.model == "plain" and self.conditioning != "none":
+            raise ValueError(
+                f"density.model=plain is unconditional; set density.conditioning=none (got {self.conditioning}), "
+                "or use density.model=gated"
+            )
+        return self
+
+
 # --- telemetry and checkpoints ---------------------------------------------------------
 class TelemetryConfig(Section):
     log_interval_s: float = Field(5.0, gt=0, description="Seconds between TensorBoard / metrics.jsonl records.")
@@ -427,6 +475,7 @@ class Config(Section):
     telemetry: TelemetryConfig = TelemetryConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     memory_task: MemoryTaskConfig = MemoryTaskConfig()
+    density: DensityConfig = DensityConfig()
     exploration: ExplorationConfig = ExplorationConfig()
 
     @model_validator(mode="after")

@@ -333,6 +333,12 @@ def evaluate(
             raise VideoError("--video: a memory_task checkpoint has no episodes to record")
         return evaluate_memory_task(config, payload, str(checkpoint), levels=levels, sequences=sequences,
                                     seed=seed, verbose=verbose)
+    if config.run.kind == "density":
+        from engram.density import evaluate_density
+
+        if video is not None:
+            raise VideoError("--video: a density checkpoint has no episodes to record")
+        return evaluate_density(config, payload, str(checkpoint), verbose=verbose)
     if levels is not None:
         raise ConfigError("--levels is for run.kind: memory_task checkpoints")
     if episodes < 1:

@@ -181,6 +181,15 @@ def train(
 
         run_memory_task(config, directory)
         return directory
+    if config.run.kind == "density":
+        if resume:
+            raise ConfigError("--resume is not supported for density runs (they take minutes; train again)")
+        from engram.density import image_set_of, run_density
+
+        image_set_of(config)  # a missing package or a bad split fails before the folder is written
+        write_run_config(directory, config)
+        run_density(config, directory)
+        return directory
     checkpointer = Checkpointer(directory / "checkpoints", keep=config.checkpoint.keep)
     resumed = None
     if resume:

@@ -281,3 +281,52 @@ def test_row_logits_on_the_cropped_rows_equal_the_full_image_logits():
         full = model.logits(x)
         for row in range(9):
             assert torch.allclose(model.row_logits(x, row), full[:, :, :, row], atol=1e-12), (settings, row)
+
+
+# ------------------------------------------------------------------------ the plain (ungated) PixelCNN
+
+from agents.pixelcnn_plain import PlainPixelCNN  # noqa: E402
+
+
+def _plain(channels, levels, **overrides):
+    settings = dict(layers=3, hidden_channels=12, kernel_size=3, first_kernel_size=3)
+    settings.update(overrides)
+    return PlainPixelCNN(channels, levels, **settings)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_plain_pixelcnn_is_causal(channels):
+    torch.manual_seed(0)
+    height, width = 5, 5
+    model = _plain(channels, 4)
+    _train_a_little(model, channels, 4, (height, width))
+    support = _input_jacobian_support(model, channels, height, width)
+    leaks = [
+        (out, (c, i, j))
+        for out, seen in support.items()
+        for c, i, j in itertools.product(range(channels), range(height), range(width))
+        if seen[c, i, j] and not _earlier(c, i, j, *out)
+    ]
+    assert leaks == [], f"outputs that see their own or later sub-pixels: {leaks[:5]}"
+
+
+def test_plain_pixelcnn_has_the_blind_spot_the_gated_model_removes():
+    """Stacked masked 3×3 kernels: pixel (3, 1) never sees (2, 4), up and to the right
+    (1606.05328 Fig. 1); the gated model with the same kernels does (test above)."""
+    torch.manual_seed(0)
+    model = _plain(1, 4, layers=4)
+    support = _input_jacobian_support(model, 1, 5, 5)
+    assert not support[0, 3, 1][0, 2, 4]
+    assert support[0, 3, 1][0, 2, 2] and support[0, 3, 1][0, 3, 0]  # what it does see
+
+
+def test_plain_pixelcnn_probabilities_of_all_images_sum_to_one():
+    torch.manual_seed(1)
+    model = _plain(3, 2)
+    every_image = torch.tensor(list(itertools.product(range(2), repeat=3 * 1 * 2))).view(-1, 3, 1, 2)
+    assert abs(float(model.log_prob(every_image).exp().sum().detach()) - 1.0) < 1e-6
+
+
+def test_plain_pixelcnn_refuses_conditioning():
+    with pytest.raises(ValueError, match="unconditional"):
+        _plain(1, 4).log_prob(torch.zeros(1, 1, 3, 3, dtype=torch.int64), torch.zeros(1, 2))

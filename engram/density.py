@@ -27,6 +27,7 @@ from learners.density_trainer import (
     DensityModelSpec,
     ImageDensity,
     evaluate_bits_per_dim,
+    tensors,
     train_density,
 )
 
@@ -102,8 +103,9 @@ def pictures(config: Config, density: ImageDensity, data: ImageSet, seed: int) -
     out = {"density/samples_per_class": draw_image_grid(drawn, data.levels, row_labels=labels, title=title)}
     if density.conditioning == "autoencoder":
         # one test image of each class, then draws given its code
-        firsts = torch.tensor([int(torch.nonzero(data.test.labels == k)[0]) for k in range(data.num_classes)])
-        originals = data.test.images[firsts]
+        test_images, test_labels = tensors(data.test)
+        firsts = torch.tensor([int(torch.nonzero(test_labels == k)[0]) for k in range(data.num_classes)])
+        originals = test_images[firsts]
         redrawn = density.model.reconstruct(originals, samples=settings.samples_per_class - 1, generator=generator)
         grid = torch.cat([originals[:, None], redrawn], dim=1).numpy()
         out["density/reconstructions"] = draw_image_grid(

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 IMAGE_SETS = ("digits",)
 DIGITS_VALUES = 17
@@ -24,10 +23,10 @@ DIGITS_VALUES = 17
 
 @dataclass(frozen=True)
 class ImageSplit:
-    """Levels ``[N, C, H, W]`` int64 and labels ``[N]`` int64."""
+    """Levels ``[N, C, H, W]`` int64 and labels ``[N]`` int64 (numpy: envs/ never imports torch)."""
 
-    images: torch.Tensor
-    labels: torch.Tensor
+    images: np.ndarray
+    labels: np.ndarray
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -79,6 +78,6 @@ def load_image_set(name: str, *, levels: int, test_fraction: float, split_seed: 
     train_index, test_index = np.sort(np.concatenate(train_index)), np.sort(np.concatenate(test_index))
 
     def split(index: np.ndarray) -> ImageSplit:
-        return ImageSplit(torch.from_numpy(images[index]), torch.from_numpy(labels[index]))
+        return ImageSplit(images[index], labels[index])
 
     return ImageSet(name, split(train_index), split(test_index), levels, int(labels.max()) + 1)

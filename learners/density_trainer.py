@@ -97,16 +97,22 @@ class ImageDensity(nn.Module):
         return drawn.view(self.num_classes, per_class, *drawn.shape[1:])
 
 
+def tensors(split: ImageSplit) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split's images and labels as tensors (sharing memory with its arrays)."""
+    return torch.from_numpy(split.images), torch.from_numpy(split.labels)
+
+
 @torch.no_grad()
 def evaluate_bits_per_dim(density: ImageDensity, split: ImageSplit, num_classes: int, batch_size: int = 256) -> dict:
     """Mean bits/dim over ``split`` and per class: ``{"all": x, "per_class": [x_0, …]}``."""
+    images, labels = tensors(split)
     density.eval()
     bits = torch.cat([
-        density.bits_per_dim(split.images[i : i + batch_size], split.labels[i : i + batch_size])
+        density.bits_per_dim(images[i : i + batch_size], labels[i : i + batch_size])
         for i in range(0, len(split), batch_size)
     ])
     density.train()
-    per_class = [float(bits[split.labels == c].mean()) if bool((split.labels == c).any()) else math.nan
+    per_class = [float(bits[labels == c].mean()) if bool((labels == c).any()) else math.nan
                  for c in range(num_classes)]
     return {"all": float(bits.mean()), "per_class": per_class}
 
@@ -133,12 +139,13 @@ def train_density(
     if updates < 1 or batch_size < 1 or evaluate_every < 1:
         raise ValueError(f"updates, batch_size and evaluate_every must be >= 1, got {updates}, {batch_size}, {evaluate_every}")
     generator = torch.Generator().manual_seed(seed)
+    train_images, train_labels = tensors(data.train)
     optimizer = torch.optim.Adam(density.parameters(), lr=learning_rate)
     curve, recent, started = [], [], time.perf_counter()
     best = (math.inf, 0)
     for update in range(1, updates + 1):
         index = torch.randint(len(data.train), (batch_size,), generator=generator)
-        bits = density.bits_per_dim(data.train.images[index], data.train.labels[index])
+        bits = density.bits_per_dim(train_images[index], train_labels[index])
         loss = bits.mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the density model's loss is {float(loss)} at update {update}; lower the learning rate")

@@ -1,0 +1,42 @@
+"""The folders' import contracts (docs/architecture.md, "The rooms"), read from the source:
+agents/ never imports Ray or gymnasium, envs/ never imports torch or Ray. Every import
+statement counts, including the ones inside functions."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FORBIDDEN = {
+    "agents": {"ray", "gymnasium"},
+    "envs": {"torch", "ray"},
+}
+
+
+def imported_packages(path: Path) -> set[str]:
+    """The top-level package of every absolute import in ``path``."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_reader_sees_imports_inside_functions(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("import numpy as np\n\ndef f():\n    from torch.nn import functional\n    import ray.util\n")
+    assert imported_packages(source) == {"numpy", "torch", "ray"}
+
+
+@pytest.mark.parametrize("folder", sorted(FORBIDDEN))
+def test_a_folder_imports_nothing_it_must_not(folder):
+    breaches = {
+        str(path.relative_to(ROOT)): sorted(imported_packages(path) & FORBIDDEN[folder])
+        for path in sorted((ROOT / folder).rglob("*.py"))
+    }
+    assert {path: names for path, names in breaches.items() if names} == {}

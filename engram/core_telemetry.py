@@ -7,8 +7,9 @@ get special treatment because STRAW's users ask for them:
 * ``macro_length``: non-zero entries are the lengths of finished macro-actions; they go to
   a histogram ``straw/macro_action_length`` (and ``replan`` is reported as
   ``straw/replan_rate``);
-* ``plan`` ``[T+1, B, R, T]`` with ``commitment`` ``[T+1, B, T]``: env 0's newest action
-  plan A (rows) stacked over its commitment plan c, as an image ``straw/plan``;
+* ``plan`` ``[T+1, B, R, P]`` with ``commitment`` ``[T+1, B, P]`` and ``replan``: with
+  ``pictures``, env 0's newest action plan (actions named), its commitment plan and its
+  re-plans over the newest rollout, drawn by :mod:`engram.plan_picture` as ``straw/plan``;
 * ``read_rows`` / ``read_weights`` / ``write_rows`` / ``write_weights`` (SAM, SDNC): with
   ``pictures``, env 0's memory access over the newest rollout, drawn by
   :mod:`engram.memory_picture` as the RGB image ``memory/access``.
@@ -28,16 +29,13 @@ class CoreSummary:
     images: dict[str, np.ndarray] = field(default_factory=dict)  # [H, W] in [0, 1], or [H, W, 3] uint8
 
 
-def _normalise(rows: np.ndarray) -> np.ndarray:
-    low, high = float(rows.min()), float(rows.max())
-    return (rows - low) / (high - low) if high > low else np.zeros_like(rows)
-
-
 MEMORY_ACCESS = ("read_rows", "read_weights", "write_rows", "write_weights")
 
 
-def summarise(rollouts, *, pictures: bool = False) -> CoreSummary:
-    """``pictures``: also draw the figures that cost a plotting library call (memory access)."""
+def summarise(rollouts, *, pictures: bool = False, action_names: list[str] | None = None, where: str = "") -> CoreSummary:
+    """``pictures``: also draw the figures that cost a plotting library call (plans, memory
+    access); ``action_names`` label the plan's rows (``action <i>`` without them); ``where``
+    (e.g. ``"pong, agent step 1,200,000"``) starts the pictures' captions."""
     summary = CoreSummary()
     if not rollouts or not rollouts[0].telemetry:
         return summary
@@ -54,16 +52,18 @@ def summarise(rollouts, *, pictures: bool = False) -> CoreSummary:
             summary.scalars["straw/replan_rate"] = float(values.mean())
         elif values.ndim == 2:
             summary.scalars[f"core/{name}"] = float(values.mean())
-    if "plan" in names:
-        plan = _normalise(rollouts[-1].telemetry["plan"][-1, 0])  # [R, T]
-        rows = [plan]
-        if "commitment" in names:
-            rows.append(np.clip(rollouts[-1].telemetry["commitment"][-1, 0][None], 0.0, 1.0))
-        summary.images["straw/plan"] = np.concatenate(rows, axis=0).astype(np.float32)
+    newest = rollouts[-1]
+    caption = f"{where + ': ' if where else ''}env 0 of actor {newest.actor_id}, policy v{newest.policy_version}"
+    if pictures and "plan" in names:
+        from engram import plan_picture
+
+        num_actions = newest.behaviour_logits.shape[-1]
+        labels = action_names if action_names is not None else [f"action {i}" for i in range(num_actions)]
+        summary.images["straw/plan"] = plan_picture.draw(newest.telemetry, newest.actions, labels, env=0,
+                                                         title=f"STRAW plans, {caption}")
     if pictures and all(name in names for name in MEMORY_ACCESS):
         from engram import memory_picture
 
-        newest = rollouts[-1]
-        title = f"memory access: env 0, actor {newest.actor_id}, policy v{newest.policy_version}"
+        title = f"memory access: {caption}"
         summary.images["memory/access"] = memory_picture.draw(newest.telemetry, env=0, title=title)
     return summary

@@ -21,6 +21,7 @@ from engram.checkpoint import Checkpointer
 from engram.config import Config, ConfigError, dump_config
 from engram.resume import check_resume
 from engram.telemetry import Telemetry
+from envs.registry import action_names
 from learners.driver import Driver, Progress
 from learners.learner import Learner
 
@@ -88,6 +89,7 @@ class _TrainingHooks:
         self._last_rollouts = []
         self.last_metrics: dict = {}
         self._last_samples = self._last_pictures = float("-inf")
+        self._action_names: list[str] | None = None
 
     def __call__(self, progress: Progress, metrics: dict, rollouts) -> None:
         now = time.monotonic()
@@ -123,7 +125,8 @@ class _TrainingHooks:
             scalars["episode/length_mean100"] = float(np.mean(progress.recent_lengths))
             self.telemetry.scalar_at_frames(progress.env_steps * frames_per_step, "episode_return_mean100", episode_return)
         pictures = now - self._last_pictures >= self.config.telemetry.picture_interval_s
-        summary = core_telemetry.summarise(self._last_rollouts, pictures=pictures)
+        summary = core_telemetry.summarise(self._last_rollouts, pictures=pictures, action_names=self._names_of_actions(),
+                                           where=f"{self._env_label()}, agent step {progress.env_steps:,}")
         if pictures:
             self._last_pictures = now
         scalars.update(summary.scalars)
@@ -137,6 +140,17 @@ class _TrainingHooks:
             progress.env_steps, progress.env_steps * frames_per_step, steps_per_s * frames_per_step, episode_return
         )
         self._last_log, self._last_steps, self._last_updates = now, progress.env_steps, self.learner.updates
+
+    def _names_of_actions(self) -> list[str] | None:
+        if self._action_names is None and self._last_rollouts:
+            num_actions = self._last_rollouts[0].behaviour_logits.shape[-1]
+            env = self.config.env
+            self._action_names = action_names(env.kind, num_actions, env.factory_options())
+        return self._action_names
+
+    def _env_label(self) -> str:
+        env = self.config.env
+        return {"atari": env.atari.game, "popgym": f"popgym {env.popgym.id}"}.get(env.kind, env.kind)
 
     def _log_exploration(self, step: int, now: float) -> None:
         """The bonus's pictures, from the learner wherever it runs (its scalars come with the metrics)."""

@@ -55,6 +55,21 @@ def check_game(game: str) -> str:
     raise UnknownGameError(f"unknown Atari game {game!r}.{hint} (ale-py ships {len(games)} ROMs)")
 
 
+def atari_action_names(game: str, *, full_action_space: bool = True) -> list[str]:
+    """ALE's names of the game's actions in the env's order: all 18 (Machado et al.'s full
+    action space), or the ROM's minimal set."""
+    import ale_py
+
+    if full_action_space:
+        return [ale_py.Action(i).name for i in range(len(ale_py.Action.__members__))]
+    from ale_py import roms
+
+    ale = ale_py.ALEInterface()
+    ale.setLoggerMode(ale_py.LoggerMode.Error)
+    ale.loadROM(str(roms.get_rom_path(check_game(game))))
+    return [action.name for action in ale.getMinimalActionSet()]
+
+
 def make_atari_vector_env(
     game: str,
     num_envs: int,

@@ -58,6 +58,7 @@ WALL, AGENT, GOAL = 0, 1, 2
 
 MOVES = np.array([[-1, 0], [0, 1], [1, 0], [0, -1]], dtype=np.int64)
 """(row, column) displacement of actions north, east, south, west."""
+MOVE_NAMES = ("north", "east", "south", "west")
 
 _ON = np.uint8(255)
 

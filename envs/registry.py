@@ -41,3 +41,23 @@ def make_vector_env(kind: str, num_envs: int, *, seed: int, options: dict[str, A
 
         return make_bsuite_memory_vector_env(options.pop("memory_length"), num_envs, **options)
     raise ValueError(f"unknown env kind {kind!r}; expected one of {', '.join(ENV_KINDS)}")
+
+
+def action_names(kind: str, num_actions: int, options: dict[str, Any] | None = None) -> list[str]:
+    """What each of an env's ``num_actions`` actions does, for pictures and logs (``action <i>``
+    where the kind does not name them)."""
+    options = options or {}
+    names: list[str] = []
+    if kind == "atari":
+        from envs.atari import atari_action_names
+
+        names = atari_action_names(options["game"], full_action_space=options.get("full_action_space", True))
+    elif kind == "maze":
+        from envs.maze import MOVE_NAMES
+
+        names = list(MOVE_NAMES)
+    elif kind == "memory_cue":
+        names = [f"cue {i}" for i in range(num_actions)]
+    if len(names) != num_actions:
+        names = [f"action {i}" for i in range(num_actions)]
+    return names

@@ -112,6 +112,11 @@ class StrawCore(RecurrentCore):
         isolate_commitment: the commitment head f_c reads ψ^A_t and ξ_t detached, so the
             gradients that reach c (the straight-through gate and the commitment cost)
             train f_c and b only and never the planner that writes A.
+        normalise_read: layer-normalise the read patch β before f (off: the paper's form).
+            Re-planning reads the plan and writes on top of it, a loop whose gain is learned;
+            with many rows (one per character in the text task) and Adam at 2e-3 it runs away
+            within a window to logits of 10⁴. Normalised, the read no longer grows with the
+            plan, so a write is bounded by f's own scale.
 
     State (batch first):
         ``plan`` ``[B, R, T]`` A_t; ``commitment`` ``[B, T]`` c_t;
@@ -140,6 +145,7 @@ class StrawCore(RecurrentCore):
         value_row: bool = False,
         plan_telemetry: bool = False,
         isolate_commitment: bool = True,
+        normalise_read: bool = False,
     ):
         super().__init__()
         if variant not in VARIANTS:
@@ -175,6 +181,7 @@ class StrawCore(RecurrentCore):
             nn.Linear(hidden_size, hidden_size),
             nn.ReLU(),
         )
+        self.read_norm = nn.LayerNorm(rows * patch) if normalise_read else nn.Identity()
         self.patch_writer = nn.Linear(hidden_size, rows * patch)  # f^A
         # f_c emits (g̃, log δ̃, log σ²) of the one commitment filter (δ̃ unused at K = 1).
         self.commitment_attention = nn.Linear(
@@ -219,6 +226,10 @@ class StrawCore(RecurrentCore):
             gate = torch.ones_like(replan_probability)
         else:
             if replay is None:
+                if not bool(torch.isfinite(replan_probability).all()):
+                    raise FloatingPointError(
+                        "STRAW's commitment plan is not finite: its weights diverged (lower the learning rate)"
+                    )
                 sample = torch.bernoulli(replan_probability.detach())
             else:
                 sample = _replayed(replay, "replan", (batch_size,)).to(replan_probability.dtype)
@@ -246,7 +257,7 @@ class StrawCore(RecurrentCore):
         )
         read_patch = straw_attention.read(previous_plan, attention)  # β_t  [B, R, K]
         intermediate = self.intermediate(
-            torch.cat([read_patch.flatten(1), planner_input], dim=1)
+            torch.cat([self.read_norm(read_patch.flatten(1)), planner_input], dim=1)
         )  # ξ_t  [B, H]
         written_patch = self.patch_writer(intermediate).view(
             batch_size, self.plan_rows, self.patch_size

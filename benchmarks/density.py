@@ -30,9 +30,9 @@ import json
 import platform
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from benchmarks.sweep import cell, plot_curves, saved_run, spread
 from engram.config import Config, load_config
 
 DEFAULT_CONFIG = "configs/digits_pixelcnn_class.yaml"
@@ -72,36 +72,25 @@ def variant_config(base: str, variant: str, overrides: list[str], seed: int) -> 
     return config
 
 
-def train_one(config: Config, path: Path) -> dict:
+def train_one(config: Config, path: Path) -> tuple[dict, bool]:
     """One run, or its saved result when ``path`` holds one with the same settings."""
-    settings = config.density.model_dump()
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved.get("settings") != settings:
-            raise SystemExit(f"engram bench density: {path} holds a run with other settings than asked "
-                             f"({saved.get('settings')} against {settings}); use another --out")
-        return saved
-    from engram.density import density_model_of, image_set_of
-    from learners.density_trainer import train_density
 
-    torch.manual_seed(config.run.seed)
-    data = image_set_of(config)
-    density = density_model_of(config, data)
-    chosen = config.density
-    result = train_density(density, data, updates=chosen.updates, batch_size=chosen.batch_size,
-                           learning_rate=chosen.learning_rate, seed=config.run.seed, evaluate_every=chosen.evaluate_every)
-    result.update(model=chosen.model, conditioning=chosen.conditioning, hidden_channels=chosen.hidden_channels,
-                  layers=chosen.layers, levels=data.levels, seed=config.run.seed, settings=settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".part")
-    temporary.write_text(json.dumps(result, indent=1))
-    temporary.replace(path)  # a run cut off mid-write is rerun, never read half-written
-    return result
+    def train() -> dict:
+        from engram.density import density_model_of, image_set_of
+        from learners.density_trainer import train_density
 
+        torch.manual_seed(config.run.seed)
+        data = image_set_of(config)
+        density = density_model_of(config, data)
+        chosen = config.density
+        result = train_density(density, data, updates=chosen.updates, batch_size=chosen.batch_size,
+                               learning_rate=chosen.learning_rate, seed=config.run.seed,
+                               evaluate_every=chosen.evaluate_every)
+        return {**result, "model": chosen.model, "conditioning": chosen.conditioning,
+                "hidden_channels": chosen.hidden_channels, "layers": chosen.layers, "levels": data.levels,
+                "seed": config.run.seed}
 
-def spread(values: list[float]) -> dict:
-    array = np.asarray(values, dtype=float)
-    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0, "n": len(array)}
+    return saved_run(path, config.density.model_dump(), train)
 
 
 def table(results: dict[str, list[dict]]) -> list[dict]:
@@ -122,51 +111,20 @@ def table(results: dict[str, list[dict]]) -> list[dict]:
     return rows
 
 
-def _cell(cell: dict) -> str:
-    return f"{cell['mean']:.3f} ± {cell['std']:.3f}" if cell["n"] > 1 else f"{cell['mean']:.3f}"
-
-
 def format_table(rows: list[dict], updates: int, seeds: int) -> str:
     lines = [f"test bits/dim on held-out digits after {updates:,} updates, mean ± std over {seeds} seed(s)",
              f"{'variant':<12} {'model':<6} {'cond.':<12} {'width':>5} {'params':>8} {'test (end)':>15} "
              f"{'test (best)':>15} {'train':>15} {'s/update':>9}"]
     for row in rows:
         lines.append(f"{row['variant']:<12} {row['model']:<6} {row['conditioning']:<12} {row['hidden_channels']:>5} "
-                     f"{row['parameters']:>8,} {_cell(row['test_bits_per_dim']):>15} "
-                     f"{_cell(row['best_test_bits_per_dim']):>15} {_cell(row['train_bits_per_dim']):>15} "
+                     f"{row['parameters']:>8,} {cell(row['test_bits_per_dim']):>15} "
+                     f"{cell(row['best_test_bits_per_dim']):>15} {cell(row['train_bits_per_dim']):>15} "
                      f"{row['seconds_per_update']:>9.3f}")
     lines.append("")
     lines.append("per class (end, mean over seeds): " + " ".join(f"{k:>6}" for k in range(len(rows[0]["per_class"]))))
     for row in rows:
         lines.append(f"{row['variant']:<33} " + " ".join(f"{v:>6.3f}" for v in row["per_class"]))
     return "\n".join(lines)
-
-
-def plot(results: dict[str, list[dict]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for colour, (variant, runs) in zip(colours, results.items()):
-        updates = [p["update"] for p in runs[0]["curve"]]
-        curves = np.array([[p["test_bits_per_dim"] for p in r["curve"]] for r in runs])
-        for curve in curves:
-            axis.plot(updates, curve, color=colour, alpha=0.35, linewidth=0.8)
-        axis.plot(updates, curves.mean(axis=0), color=colour, linewidth=2, marker="o", markersize=3,
-                  label=f"{variant} ({runs[0]['parameters'] / 1e3:.0f}k params)")
-    axis.set_xlabel("Adam updates")
-    axis.set_ylabel("test bits/dim (lower is better)")
-    axis.set_title(title, fontsize=10)
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    ends = [r["curve"][-1]["test_bits_per_dim"] for runs in results.values() for r in runs]
-    axis.set_ylim(min(ends) - 0.1, max(ends) + 0.6)  # the early, steep part would flatten the differences
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         for variant in variants:
             config = variant_config(args.config, variant, [*budget, *args.overrides], seed)
             path = out / "runs" / variant / f"seed{seed}.json"
-            fresh = not path.exists()
-            result = train_one(config, path)
+            result, fresh = train_one(config, path)
             results.setdefault(variant, []).append(result)
             print(f"{variant:<12} seed {seed}: test {result['test_bits_per_dim']:.4f} bits/dim "
                   f"(best {result['best_test_bits_per_dim']:.4f} at {result['best_update']}), "
@@ -213,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "density.json").write_text(json.dumps(report, indent=1))
-    plot(results, out / "density.png", title)
+    plot_curves(results, out / "density.png", metric="test_bits_per_dim", ylabel="test bits/dim (lower is better)",
+                title=title)
     print()
     print(format_table(rows, updates, seeds))
     print(f"\nwrote {out / 'density.json'} and {out / 'density.png'}")

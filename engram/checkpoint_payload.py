@@ -8,7 +8,8 @@ the resolved ``config`` it was trained with. By run kind:
   ``skipped_updates``, and ``intrinsic_rewards`` with an exploration bonus), ``progress``
   (the driver's counters) and ``rng`` (``torch`` state and ``python`` state);
 * ``memory_task``: ``core`` and ``readout`` state dicts and the trainer's ``result``;
-* ``density``: the density ``model``'s state dict and the trainer's ``result``.
+* ``density``: the density ``model``'s state dict and the trainer's ``result``;
+* ``text``: the character ``model``'s state dict (core and readout) and the trainer's ``result``.
 
 :func:`read_payload` checks a loaded payload before anyone uses it and raises
 :class:`~engram.checkpoint.CheckpointError` naming what is missing or from another version.
@@ -46,7 +47,8 @@ def memory_task_payload(config, core_state: dict, readout_state: dict, result: d
     }
 
 
-def density_payload(config, model_state: dict, result: dict) -> dict:
+def model_payload(config, model_state: dict, result: dict) -> dict:
+    """A one-model run's checkpoint (``density``, ``text``)."""
     return {"format": FORMAT, "config": config.model_dump(mode="json"), "model": model_state, "result": result}
 
 
@@ -87,7 +89,7 @@ def read_payload(payload, source: str, *, kind: str | None = None, resumable: bo
             rng = payload.get("rng")
             if not isinstance(rng, dict) or "torch" not in rng or "python" not in rng:
                 missing.append("rng")
-    if found_kind == "density" and not isinstance(payload.get("model"), dict):
+    if found_kind in ("density", "text") and not isinstance(payload.get("model"), dict):
         missing.append("model")
     if missing:
         raise CheckpointError(f"checkpoint {source!r} lacks {', '.join(missing)}")

@@ -19,6 +19,7 @@ BENCHMARKS = {
     "learning": "benchmarks.learning",
     "memory": "benchmarks.memory",
     "density": "benchmarks.density",
+    "text": "benchmarks.text",
 }
 
 

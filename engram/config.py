@@ -27,10 +27,11 @@ class Section(BaseModel):
 
 # --- run -------------------------------------------------------------------------------
 class RunConfig(Section):
-    kind: Literal["rl", "memory_task", "density"] = Field(
+    kind: Literal["rl", "memory_task", "density", "text"] = Field(
         "rl",
         description="rl: actors + V-trace learner on Ray; memory_task: supervised training on one process; "
-        "density: a PixelCNN density model of a small image set, on one process.",
+        "density: a PixelCNN density model of a small image set, on one process; text: next-character "
+        "prediction with agent.core, on one process.",
     )
     name: str = Field("run", description="Run folder name under `runs_root` (`runs/<name>/`).")
     seed: int = Field(0, description="The one seed every other seed is derived from.")
@@ -154,6 +155,10 @@ class StrawConfig(Section):
     plan_telemetry: bool = Field(False, description="Send plans to the learner for the TensorBoard plan image.")
     isolate_commitment: bool = Field(
         True, description="The commitment head reads the planner's features detached: its gradients never reach the planner."
+    )
+    normalise_read: bool = Field(
+        False, description="Layer-normalise the patch read from the plan before the planner uses it (off: the "
+        "paper's form); keeps the read-write loop from running away with many plan rows (the text task)."
     )
     commitment_cost: float = Field(1e-3, ge=0, description="λ: weight of the commitment cost c_t[0].")
     kl_cost: float = Field(1e-4, ge=0, description="α: weight of STRAWe's KL, charged on re-planning steps.")
@@ -452,6 +457,27 @@ class DensityConfig(Section):
         return self
 
 
+# --- next-character prediction --------------------------------------------------------
+class TextConfig(Section):
+    """Next-character prediction with ``agent.core`` (STRAW's text experiment, Vezhnevets et al.
+    2016 §4.3), when ``run.kind: text`` (learners/text_trainer.py). The core's own settings
+    (``agent.lstm``, ``agent.straw`` and its commitment and KL costs) apply."""
+
+    source: str = Field(
+        "python_docs",
+        description="A UTF-8 text file, or python_docs: the Python reference's topic texts that ship with Python "
+        "(pydoc_data, about 465k characters).",
+    )
+    test_fraction: float = Field(0.1, gt=0, lt=1, description="The tail of the text held out for the test bits/char.")
+    updates: int = Field(3000, gt=0, description="Adam steps, one window each.")
+    batch_size: int = Field(32, gt=0, description="B: contiguous streams trained side by side.")
+    unroll_length: int = Field(100, gt=0, description="T: characters per window (truncated BPTT; state carried over).")
+    learning_rate: float = Field(2e-3, gt=0, description="Adam step size.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping by global norm.")
+    evaluate_every: int = Field(500, gt=0, description="Updates between scores of the held-out text.")
+    evaluate_batch_size: int = Field(16, gt=0, description="Streams the held-out text is read in.")
+
+
 # --- telemetry and checkpoints ---------------------------------------------------------
 class TelemetryConfig(Section):
     log_interval_s: float = Field(5.0, gt=0, description="Seconds between TensorBoard / metrics.jsonl records.")
@@ -476,6 +502,7 @@ class Config(Section):
     checkpoint: CheckpointConfig = CheckpointConfig()
     memory_task: MemoryTaskConfig = MemoryTaskConfig()
     density: DensityConfig = DensityConfig()
+    text: TextConfig = TextConfig()
     exploration: ExplorationConfig = ExplorationConfig()
 
     @model_validator(mode="after")

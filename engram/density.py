@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from engram.checkpoint import Checkpointer, CheckpointError
-from engram.checkpoint_payload import density_payload
+from engram.checkpoint_payload import model_payload
 from engram.config import Config, ConfigError
 from engram.telemetry import Telemetry
 from envs.image_sets import ImageSet, load_image_set
@@ -147,7 +147,7 @@ def run_density(config: Config, directory: Path) -> dict:
                   "conditioning": settings.conditioning, "seed": config.run.seed, **result}
         (directory / RESULT_FILE).write_text(json.dumps(result, indent=1))
         Checkpointer(directory / "checkpoints", keep=config.checkpoint.keep).save(
-            density_payload(config, density.state_dict(), result), settings.updates
+            model_payload(config, density.state_dict(), result), settings.updates
         )
         for tag, picture in pictures(config, density, data, config.run.seed).items():
             telemetry.image(settings.updates, tag, picture, dataformats="HWC")

@@ -339,6 +339,12 @@ def evaluate(
         if video is not None:
             raise VideoError("--video: a density checkpoint has no episodes to record")
         return evaluate_density(config, payload, str(checkpoint), verbose=verbose)
+    if config.run.kind == "text":
+        from engram.text_prediction import evaluate_text_checkpoint
+
+        if video is not None:
+            raise VideoError("--video: a text checkpoint has no episodes to record")
+        return evaluate_text_checkpoint(config, payload, str(checkpoint), verbose=verbose)
     if levels is not None:
         raise ConfigError("--levels is for run.kind: memory_task checkpoints")
     if episodes < 1:

@@ -204,6 +204,15 @@ def train(
         write_run_config(directory, config)
         run_density(config, directory)
         return directory
+    if config.run.kind == "text":
+        if resume:
+            raise ConfigError("--resume is not supported for text runs (they take minutes; train again)")
+        from engram.text_prediction import corpus_of, run_text
+
+        corpus_of(config)  # a missing or unreadable text fails before the folder is written
+        write_run_config(directory, config)
+        run_text(config, directory)
+        return directory
     checkpointer = Checkpointer(directory / "checkpoints", keep=config.checkpoint.keep)
     resumed = None
     if resume:

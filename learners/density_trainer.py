@@ -27,6 +27,7 @@ from agents.pixelcnn import GatedPixelCNN
 from agents.pixelcnn_autoencoder import ConvEncoder, PixelCNNAutoencoder
 from agents.pixelcnn_plain import PlainPixelCNN
 from envs.image_sets import ImageSet, ImageSplit
+from learners.errors import DivergenceError
 
 MODELS = ("gated", "plain")
 CONDITIONINGS = ("none", "class", "autoencoder")
@@ -148,7 +149,7 @@ def train_density(
         bits = density.bits_per_dim(train_images[index], train_labels[index])
         loss = bits.mean()
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"the density model's loss is {float(loss)} at update {update}; lower the learning rate")
+            raise DivergenceError(f"the density model's loss is {float(loss)} at update {update}; lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

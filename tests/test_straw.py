@@ -420,3 +420,27 @@ def test_checkpointed_unroll_gives_exact_gradients_with_replayed_decisions(varia
         for g, want in zip(got, reference):
             torch.testing.assert_close(g, want, rtol=0, atol=1e-10)
     assert any(g.abs().sum() > 0 for g in reference)
+
+
+def test_a_diverged_commitment_plan_is_named_not_a_bernoulli_error():
+    core = make_core()
+    state = core.initial_state(2)
+    state["commitment"] = torch.full_like(state["commitment"], float("nan"))
+    with pytest.raises(FloatingPointError, match="commitment plan is not finite"):
+        core(torch.randn(2, 12), state)
+
+
+@pytest.mark.parametrize("normalise_read", [True, False])
+def test_a_normalised_read_makes_the_write_independent_of_the_plans_scale(normalise_read):
+    torch.manual_seed(0)
+    core = make_core(normalise_read=normalise_read)
+    state = busy_state(core, 3)
+    state["commitment"] = torch.ones_like(state["commitment"])  # re-plan now
+    x = torch.randn(3, 12)
+    writes = []
+    for scale in (1.0, 100.0):
+        scaled = {**state, "plan": state["plan"] * scale}
+        _, new_state = core(x, scaled)
+        writes.append(new_state["plan"] - time_shift(scaled["plan"]))
+    same = torch.allclose(writes[0], writes[1], atol=1e-3)
+    assert same == normalise_read  # the paper's read grows with the plan, and so does its write

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.agent import Agent
+from agents.core_names import CORES, MEMORY_CORES, STRAW_VARIANTS
 from agents.initialisation import initialise
 from agents.lstm_core import LSTMCore
 from agents.torsos import TORSOS
@@ -26,9 +27,6 @@ def core_factory(core: str, num_actions: int, options: dict[str, Any]):
     raise ValueError(f"unknown core {core!r}; known cores: {', '.join(CORES)}")
 
 
-STRAW_VARIANTS = ("straw", "strawe", "straw_re")
-MEMORY_CORES = ("sam", "sdnc", "dam", "ntm")
-CORES = ("lstm", *STRAW_VARIANTS, *MEMORY_CORES)
 
 
 def build_agent(

@@ -75,8 +75,9 @@ from torch.nn import functional as F
 
 from agents import straw_attention
 from agents.core import CoreOutput, RecurrentCore, State
+from agents.core_names import STRAW_VARIANTS
 
-VARIANTS = ("straw", "strawe", "straw_re")
+VARIANTS = STRAW_VARIANTS
 
 
 def time_shift(plan: torch.Tensor, fill: float = 0.0) -> torch.Tensor:

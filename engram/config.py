@@ -8,12 +8,14 @@ the value given. Derived values are properties; nothing changes a config once lo
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agents.core_names import CORES, MEMORY_CORES, STRAW_VARIANTS
 from learners.bptt_plan import MAX_UNITS
 
 
@@ -200,7 +202,7 @@ class AgentConfig(Section):
     init: Literal["orthogonal", "torch"] = Field(
         "torch", description="Torso and head weights: orthogonal (gain √2, policy 0.01, value 1) or torch's defaults."
     )
-    core: Literal["lstm", "straw", "strawe", "straw_re", "sam", "sdnc", "dam", "ntm"] = Field(
+    core: Literal[CORES] = Field(
         "lstm", description="Recurrent core: LSTM, a STRAW variant, or a memory core."
     )
     lstm: LSTMConfig = LSTMConfig()
@@ -208,15 +210,15 @@ class AgentConfig(Section):
     memory: MemoryConfig = MemoryConfig()
 
     def core_options(self) -> dict[str, Any]:
-        if self.core.startswith("straw"):
+        if self.core in STRAW_VARIANTS:
             return self.straw.core_options()
-        if self.core in ("sam", "sdnc", "dam", "ntm"):
+        if self.core in MEMORY_CORES:
             return self.memory.core_options(self.core)
         return getattr(self, self.core).model_dump()
 
     def aux_loss_costs(self) -> dict[str, float]:
         """Weights of the auxiliary losses the core reports (see CoreOutput.aux_losses)."""
-        if self.core.startswith("straw"):
+        if self.core in STRAW_VARIANTS:
             return {"commitment": self.straw.commitment_cost, "kl": self.straw.kl_cost}
         return {}
 
@@ -248,12 +250,9 @@ class ResourcesConfig(Section):
     @field_validator("learner_device")
     @classmethod
     def _device(cls, device: str) -> str:
-        import torch
-
-        try:
-            torch.device(device)
-        except RuntimeError as error:
-            raise ValueError(f"not a torch device: {error}") from None
+        # the spelling only (torch stays unimported here); engram/preflight.py checks the device is there
+        if not re.fullmatch(r"(cpu|cuda|mps|xpu)(:\d+)?", device):
+            raise ValueError(f"not a torch device: {device!r} (expected cpu, cuda, cuda:<index>, mps or xpu)")
         return device
 
     @property
@@ -287,7 +286,7 @@ class BPTTConfig(Section):
     @classmethod
     def _parse(cls, budget: str | None) -> str | None:
         if budget is not None:
-            from learners.bptt import parse_bytes
+            from learners.bptt_plan import parse_bytes
 
             parse_bytes(budget)
         return budget

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.registry import STRAW_VARIANTS, core_factory
+from agents.core_names import STRAW_VARIANTS
+from agents.registry import core_factory
 from engram.checkpoint import Checkpointer, CheckpointError
 from engram.checkpoint_payload import model_payload
 from engram.config import Config, ConfigError

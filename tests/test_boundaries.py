@@ -40,3 +40,22 @@ def test_a_folder_imports_nothing_it_must_not(folder):
         for path in sorted((ROOT / folder).rglob("*.py"))
     }
     assert {path: names for path, names in breaches.items() if names} == {}
+
+
+def test_validating_every_shipped_config_imports_no_torch():
+    """Checking a YAML file is cheap: no torch, no Ray (issue 20; the names of the cores come
+    from agents/core_names.py, which is torch-free)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, pathlib\n"
+        "from engram.config import load_config\n"
+        "for path in sorted(pathlib.Path('configs').glob('*.yaml')):\n"
+        "    load_config(path)\n"
+        "heavy = sorted(name for name in ('torch', 'ray') if name in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""

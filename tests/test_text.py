@@ -74,7 +74,8 @@ def test_streams_are_contiguous_and_windows_follow_on():
 # ------------------------------------------------------------------------ the model
 
 def _model(core="lstm", vocabulary=7, **options):
-    from agents.registry import STRAW_VARIANTS, core_factory
+    from agents.core_names import STRAW_VARIANTS
+    from agents.registry import core_factory
 
     defaults = {"lstm": {"hidden_size": 8}}.get(core, {"hidden_size": 8, "plan_length": 4, "patch_size": 2})
     built = core_factory(core, vocabulary, {**defaults, **options})(vocabulary)

@@ -35,7 +35,7 @@ class _DenseMemoryCore(RecurrentCore):
     accepted for a uniform constructor and ignored: every read is over all N rows).
     """
 
-    def __init__(self, input_size: int, *, hidden_size: int = 100, memory_slots: int = 1024,
+    def __init__(self, input_size: int, *, hidden_size: int, memory_slots: int,
                  word_size: int = 32, num_heads: int = 4, top_k: int | None = None,
                  index: str = "exact", output_size: int | None = None,
                  usage_threshold: float = usage_lib.DEFAULT_THRESHOLD):

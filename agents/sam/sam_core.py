@@ -54,8 +54,10 @@ class SparseMemoryCore(RecurrentCore):
 
     Args:
         input_size: F, the size of ``features`` ``[B, F]``.
-        hidden_size: C, the LSTM controller's size (the paper's benchmarks use 100).
-        memory_slots: N, rows of memory per sequence.
+        hidden_size: C, the LSTM controller's size (the paper's benchmarks use 100; no default here:
+            `agent.memory.hidden_size` owns it, 256).
+        memory_slots: N, rows of memory per sequence (no default here: `agent.memory.memory_slots`,
+            4,096).
         word_size: W, the width of a row (paper: 32).
         num_heads: H, read/write heads (paper: 4).
         top_k: K, rows per sparse read (paper: 4 or 8).
@@ -75,8 +77,8 @@ class SparseMemoryCore(RecurrentCore):
         self,
         input_size: int,
         *,
-        hidden_size: int = 100,
-        memory_slots: int = 1024,
+        hidden_size: int,
+        memory_slots: int,
         word_size: int = 32,
         num_heads: int = 4,
         top_k: int = 4,

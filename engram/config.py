@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agents.core_names import CORES, MEMORY_CORES, STRAW_VARIANTS
 from learners.bptt_plan import MAX_UNITS
+from learners.pseudo_count_settings import PseudoCountConfig
 
 
 class ConfigError(ValueError):
@@ -354,25 +355,34 @@ class ExplorationConfig(Section):
     """Pseudo-count bonus from a Gated PixelCNN (Ostrovski et al. 2017); see learners/exploration.py."""
 
     kind: Literal["none", "pixelcnn"] = Field("none", description="none, or the PixelCNN pseudo-count bonus.")
-    beta: float = Field(0.1, ge=0, description="β: bonus scale, r⁺ = β (N̂ + 0.01)^-1/2.")
-    c: float = Field(0.1, gt=0, description="c of the prediction-gain decay c·n^-1/2.")
-    pg: Literal["exact", "first_order"] = Field("exact", description="Prediction gain: exact, or first-order.")
-    update: Literal["per_frame", "per_batch"] = Field(
-        "per_frame", description="Density-model steps: one per frame (the papers') or one per batch (first_order)."
+    # the bonus's own settings: defaults and rules live in learners/pseudo_count_settings.py
+    beta: float = Field(PseudoCountConfig.beta, gt=0, description="β: bonus scale, r⁺ = β (N̂ + 0.01)^-1/2.")
+    c: float = Field(PseudoCountConfig.c, gt=0, description="c of the prediction-gain decay c·n^-1/2.")
+    pg: Literal["exact", "first_order"] = Field(
+        PseudoCountConfig.pg, description="Prediction gain: exact, or first-order."
     )
-    optimizer: Literal["rmsprop", "adam", "sgd"] = Field("rmsprop", description="Density-model optimiser.")
-    lr: float = Field(1e-3, gt=0, description="Density-model learning rate (constant).")
-    hidden_channels: int = Field(16, gt=0, description="PixelCNN feature maps.")
-    layers: int = Field(3, ge=1, description="Gated layers (the first is the 7×7 mask-A layer).")
+    update: Literal["per_frame", "per_batch"] = Field(
+        PseudoCountConfig.update,
+        description="Density-model steps: one per frame (the papers') or one per batch (first_order).",
+    )
+    optimizer: Literal["rmsprop", "adam", "sgd"] = Field(PseudoCountConfig.optimizer, description="Density-model optimiser.")
+    lr: float = Field(PseudoCountConfig.lr, gt=0, description="Density-model learning rate (constant).")
+    hidden_channels: int = Field(PseudoCountConfig.hidden_channels, gt=0, description="PixelCNN feature maps.")
+    layers: int = Field(
+        PseudoCountConfig.layers, ge=1, description="Gated layers (the first is the 7×7 mask-A layer)."
+    )
     frame_fraction: float = Field(
         1.0, gt=0, le=1, description="Fraction of transitions scored (bonus scaled by 1/fraction); 1 = every frame."
     )
     mixed_monte_carlo: float = Field(0.0, ge=0, le=1, description="Weight of the Monte-Carlo return in value targets.")
     sample_interval_s: float = Field(600.0, gt=0, description="Seconds between TensorBoard grids of model samples.")
 
-    def pseudo_count_config(self):
-        from learners.exploration import PseudoCountConfig
+    @model_validator(mode="after")
+    def _bonus_rules(self) -> "ExplorationConfig":
+        self.pseudo_count_config()  # the bonus's own checks (e.g. per_batch needs first_order), at load time
+        return self
 
+    def pseudo_count_config(self) -> PseudoCountConfig:
         return PseudoCountConfig(
             beta=self.beta, c=self.c, pg=self.pg, update=self.update, optimizer=self.optimizer, lr=self.lr,
             hidden_channels=self.hidden_channels, layers=self.layers,
@@ -517,8 +527,6 @@ class Config(Section):
     def _exploration_needs_frames(self) -> "Config":
         if self.exploration.kind == "pixelcnn" and self.env.kind != "atari":
             raise ValueError("exploration.kind=pixelcnn needs image frames: use it with env.kind=atari")
-        if self.exploration.update == "per_batch" and self.exploration.pg == "exact":
-            raise ValueError("exploration.update=per_batch needs exploration.pg=first_order")
         return self
 
     @model_validator(mode="after")

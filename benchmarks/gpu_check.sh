@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The GPU device check (issue 22 item 5): what engram can verify on a CUDA machine, in one
+# short script (a few minutes). Run it from the repository root after `make install`:
+#
+#     bash benchmarks/gpu_check.sh [OUT]        # OUT: where logs and JSON go (default /tmp/engram_gpu_check)
+#
+# 1. the machine: torch's CUDA build and the devices it sees (exits 2 without CUDA);
+# 2. the CUDA tests: the checkpointed unroll (float64 gradients against plain BPTT, dropout
+#    replayed from the CUDA RNG) and SAM / SDNC under the journal;
+# 3. one short training run with the learner on the GPU (configs/smoke.yaml, learner_device cuda);
+# 4. `engram bench bptt --quick --device cuda`: the BPTT modes' time and memory on the device.
+# Data-parallel learners and `engram bench scale` (issue 22 items 2 and 4) join this script
+# when they exist. Nothing here asserts a timing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-/tmp/engram_gpu_check}
+PY=${PY:-.venv/bin/python}
+mkdir -p "$OUT"
+
+echo "== 1. the machine"
+"$PY" - <<'PY'
+import sys, torch
+print(f"torch {torch.__version__}, CUDA build {torch.version.cuda}, available {torch.cuda.is_available()}")
+if not torch.cuda.is_available():
+    print("no CUDA device: nothing to check here (CPU machines run make test)", file=sys.stderr)
+    sys.exit(2)
+for i in range(torch.cuda.device_count()):
+    props = torch.cuda.get_device_properties(i)
+    print(f"cuda:{i} {props.name}, {props.total_memory / 2**30:.0f} GiB")
+PY
+
+echo "== 2. the CUDA tests"
+"$PY" -m pytest -q -ra tests/test_bptt_cuda.py "tests/test_sam_bptt.py::test_gradients_equal_plain_bptt_on_cuda" \
+    2>&1 | tee "$OUT/cuda_tests.log"
+
+echo "== 3. a short training run with the learner on the GPU"
+timeout 600 "$PY" -m engram.cli train configs/smoke.yaml --set resources.learner_device=cuda \
+    --set run.total_steps=40000 --set telemetry.console=false --run-dir "$OUT/smoke_cuda" \
+    2>&1 | tail -n 5 | tee "$OUT/smoke_cuda.log"
+test -n "$(ls "$OUT"/smoke_cuda/checkpoints/ckpt-*.pt 2>/dev/null)" || { echo "no checkpoint written"; exit 1; }
+
+echo "== 4. engram bench bptt on the device"
+"$PY" -m benchmarks.bptt --quick --device cuda --json "$OUT/bptt_cuda.json" 2>&1 | tee "$OUT/bptt_cuda.log"
+
+echo "all checks ran; outputs in $OUT"

@@ -172,6 +172,32 @@ class _TrainingHooks:
         return path
 
 
+
+ONE_PROCESS_KINDS = ("memory_task", "density", "text")
+
+
+def run_on_one_process(config: Config, directory: Path, *, resume: bool) -> None:
+    """The run kinds trained on one process, without Ray: what can refuse the run (a missing
+    package, an unreadable text) is checked before the folder is written, as for RL runs."""
+    kind = config.run.kind
+    if resume:
+        raise ConfigError(f"--resume is not supported for {kind} runs (they take minutes on one process; train again)")
+    if kind == "memory_task":
+        from engram.memory_task import run_memory_task as run
+    elif kind == "density":
+        from engram.density import image_set_of
+        from engram.density import run_density as run
+
+        image_set_of(config)
+    else:
+        from engram.text_prediction import corpus_of
+        from engram.text_prediction import run_text as run
+
+        corpus_of(config)
+    write_run_config(directory, config)
+    run(config, directory)
+
+
 def train(
     config: Config,
     run_dir: str | None = None,
@@ -187,31 +213,8 @@ def train(
     """
     directory = resolve_run_dir(config, run_dir)
     check_run_dir(directory, resume)
-    if config.run.kind == "memory_task":
-        if resume:
-            raise ConfigError("--resume is not supported for memory_task runs")
-        write_run_config(directory, config)
-        from engram.memory_task import run_memory_task
-
-        run_memory_task(config, directory)
-        return directory
-    if config.run.kind == "density":
-        if resume:
-            raise ConfigError("--resume is not supported for density runs (they take minutes; train again)")
-        from engram.density import image_set_of, run_density
-
-        image_set_of(config)  # a missing package or a bad split fails before the folder is written
-        write_run_config(directory, config)
-        run_density(config, directory)
-        return directory
-    if config.run.kind == "text":
-        if resume:
-            raise ConfigError("--resume is not supported for text runs (they take minutes; train again)")
-        from engram.text_prediction import corpus_of, run_text
-
-        corpus_of(config)  # a missing or unreadable text fails before the folder is written
-        write_run_config(directory, config)
-        run_text(config, directory)
+    if config.run.kind in ONE_PROCESS_KINDS:
+        run_on_one_process(config, directory, resume=resume)
         return directory
     checkpointer = Checkpointer(directory / "checkpoints", keep=config.checkpoint.keep)
     resumed = None

@@ -20,7 +20,7 @@ result is its own file under ``--out``; a finished run is read, not rerun.
         [--updates 2000] [--config configs/digits_pixelcnn_class.yaml] [--set KEY=VALUE ...]
         [--out benchmarks/out/density] [--quick]
 
-The defaults take about 40 minutes on 2 cores; ``--quick`` (200 updates, 1 seed) a couple.
+The defaults take about an hour on 2 cores; ``--quick`` (200 updates, 1 seed) a couple.
 """
 
 from __future__ import annotations
@@ -45,21 +45,22 @@ VARIANTS = {
 }
 
 
-def parameters_of(config: Config) -> int:
+def matched_width(plain: Config, gated: Config) -> int:
+    """The plain model's hidden width whose parameter count is closest to the gated model's
+    (the image set is read once; only the models are built for each width)."""
     from engram.density import density_model_of, image_set_of
 
-    return sum(p.numel() for p in density_model_of(config, image_set_of(config)).parameters())
+    data = image_set_of(plain)
 
+    def parameters(config: Config) -> int:
+        return sum(p.numel() for p in density_model_of(config, data).parameters())
 
-def matched_width(config: Config, target: int) -> int:
-    """The plain model's hidden width whose parameter count is closest to ``target``."""
-    plain = config.model_copy(update={"density": config.density.model_copy(update={"model": "plain", "conditioning": "none"})})
+    def at_width(width: int) -> Config:
+        return plain.model_copy(update={"density": plain.density.model_copy(update={"hidden_channels": width})})
 
-    def count(width: int) -> int:
-        return parameters_of(plain.model_copy(update={"density": plain.density.model_copy(update={"hidden_channels": width})}))
-
-    return min(range(config.density.hidden_channels, 4 * config.density.hidden_channels + 1),
-               key=lambda width: abs(count(width) - target))
+    target = parameters(gated)
+    return min(range(plain.density.hidden_channels, 4 * plain.density.hidden_channels + 1),
+               key=lambda width: abs(parameters(at_width(width)) - target))
 
 
 def variant_config(base: str, variant: str, overrides: list[str], seed: int) -> Config:
@@ -67,7 +68,7 @@ def variant_config(base: str, variant: str, overrides: list[str], seed: int) -> 
     settings = [*overrides, *VARIANTS[variant], f"run.seed={seed}"]
     config = load_config(base, settings)
     if variant == "plain_wide":
-        width = matched_width(config, parameters_of(load_config(base, [*overrides, *VARIANTS["gated"]])))
+        width = matched_width(config, load_config(base, [*overrides, *VARIANTS["gated"]]))
         config = load_config(base, [*settings, f"density.hidden_channels={width}"])
     return config
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -141,8 +142,9 @@ def train_density(
         raise ValueError(f"updates, batch_size and evaluate_every must be >= 1, got {updates}, {batch_size}, {evaluate_every}")
     generator = torch.Generator().manual_seed(seed)
     train_images, train_labels = tensors(data.train)
+    recent = deque(maxlen=evaluate_every)  # the training losses since the last evaluation
     optimizer = torch.optim.Adam(density.parameters(), lr=learning_rate)
-    curve, recent, started = [], [], time.perf_counter()
+    curve, started = [], time.perf_counter()
     best = (math.inf, 0)
     for update in range(1, updates + 1):
         index = torch.randint(len(data.train), (batch_size,), generator=generator)
@@ -153,7 +155,7 @@ def train_density(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        recent = [*recent, loss.item()][-evaluate_every:]
+        recent.append(loss.item())
         if update % evaluate_every == 0 or update == updates:
             test = evaluate_bits_per_dim(density, data.test, data.num_classes)
             point = {"update": update, "train_bits_per_dim": sum(recent) / len(recent), "test_bits_per_dim": test["all"],

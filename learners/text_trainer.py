@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -130,9 +131,10 @@ def train_text(
         raise ValueError("updates, batch_size, unroll_length and evaluate_every must be >= 1")
     torch.manual_seed(seed)
     batches = StreamBatches(corpus.train, batch_size, unroll_length)
+    recent = deque(maxlen=evaluate_every)  # the training losses since the last evaluation
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     state = model.core.initial_state(batch_size)
-    curve, recent, started, best = [], [], time.perf_counter(), (math.inf, 0)
+    curve, started, best = [], time.perf_counter(), (math.inf, 0)
     for update in range(1, updates + 1):
         window, wrapped = batches.next()
         if wrapped:
@@ -150,7 +152,7 @@ def train_text(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
-        recent = [*recent, prediction.item() / math.log(2)][-evaluate_every:]
+        recent.append(prediction.item() / math.log(2))
         if update % evaluate_every == 0 or update == updates:
             test = evaluate_text(model, corpus.test, batch_size=evaluate_batch_size, unroll_length=unroll_length)
             point = {

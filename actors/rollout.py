@@ -49,6 +49,14 @@ class PublishedWeights:
         return ray.get(item)
 
 
+@dataclass(frozen=True)
+class RolloutReceipt:
+    """The few bytes the driver reads of a rollout, which itself goes straight to the learner."""
+
+    actor_id: int
+    env_steps: int
+
+
 def _to_numpy(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     return {name: value.detach().cpu().numpy() for name, value in tensors.items()}
 
@@ -166,3 +174,9 @@ class RolloutWorker:
             telemetry={name: torch.stack([d[name] for d in telemetry]).numpy() for name in telemetry[0]},
         )
         return wire.encode(rollout)
+
+    def unroll_with_receipt(self, weights: PublishedWeights | None = None) -> tuple[RolloutReceipt, bytes]:
+        """:meth:`unroll`, with a receipt for the driver; the driver calls it with two
+        return values, so the receipt and the rollout are separate objects in Ray's store."""
+        payload = self.unroll(weights)
+        return RolloutReceipt(self.actor_id, self.unroll_length * self.num_envs), payload

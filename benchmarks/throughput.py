@@ -80,7 +80,7 @@ def measure_training(config, seconds: float, warmup_updates: int = 5) -> dict:
     torch.set_num_threads(config.resources.learner_torch_threads)
     spec = build.probe_env(config)
     make_agent = build.agent_factory(config, spec)
-    learner = build.learner(config, make_agent())
+    learner = build.endpoint(config, make_agent, spec)
     marks: dict = {}
 
     def on_update(progress, metrics, rollouts):

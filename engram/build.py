@@ -12,6 +12,7 @@ from engram.config import Config
 from envs.registry import make_vector_env
 from learners.budgeted_unroll import BudgetedUnroll
 from learners.driver import DriverSettings
+from learners.endpoint import LearnerEndpoint
 from learners.intrinsic import IntrinsicRewards
 from learners.learner import Learner, LearnerSettings, PlainUnroll
 from learners.rollout_check import RolloutSpec
@@ -87,23 +88,24 @@ def learner(config: Config, agent) -> Learner:
     )
 
 
-def placed_learner(config: Config, make_agent):
-    """The learner where ``resources`` puts it: in this process, or as a Ray actor
+def endpoint(config: Config, make_agent, spec: EnvSpec) -> LearnerEndpoint:
+    """The learner with its side of the data path: it fetches, checks and batches rollouts."""
+    return LearnerEndpoint(learner(config, make_agent()), rollout_spec(config, spec, make_agent), config.rollouts_per_update)
+
+
+def placed_learner(config: Config, make_agent, spec: EnvSpec):
+    """The learner's endpoint where ``resources`` puts it: in this process, or in a Ray actor
     (``resources.learner_placement``; a GPU learner defaults to an actor)."""
     resources = config.resources
     if not resources.learner_is_actor:
-        return learner(config, make_agent())
+        return endpoint(config, make_agent, spec)
     from learners.remote_learner import RemoteLearner
 
     return RemoteLearner(
-        functools.partial(_learner_from_factory, config, make_agent),
+        functools.partial(endpoint, config, make_agent, spec),
         num_gpus=resources.learner_gpus,
         torch_threads=resources.learner_torch_threads,
     )
-
-
-def _learner_from_factory(config: Config, make_agent) -> Learner:
-    return learner(config, make_agent())
 
 
 def driver_settings(config: Config, *, total_steps: int | None = None, seed: int | None = None) -> DriverSettings:

@@ -9,7 +9,7 @@ import sys
 
 from engram.checkpoint import CheckpointError
 from engram.config import ConfigError
-from learners.errors import DivergenceError
+from learners.errors import DivergenceError, LearnerLost
 
 BENCHMARKS = {
     "throughput": "benchmarks.throughput",
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "memory": "benchmarks.memory",
     "density": "benchmarks.density",
     "text": "benchmarks.text",
+    "scale": "benchmarks.scale",
 }
 
 
@@ -114,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     except DivergenceError as error:
         print(f"engram: error: {error}", file=sys.stderr)
         return 3
+    except LearnerLost as error:
+        print(f"engram: error: {error}", file=sys.stderr)
+        return 4
     return 0
 
 

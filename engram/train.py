@@ -22,8 +22,7 @@ from engram.config import Config, ConfigError, dump_config
 from engram.resume import check_resume
 from engram.telemetry import Telemetry
 from envs.registry import action_names
-from learners.driver import Driver, Progress
-from learners.learner import Learner
+from learners.driver import Driver, LearnerHandle, Progress, RecentRollouts
 
 log = logging.getLogger("engram.train")
 
@@ -78,7 +77,7 @@ def _init_ray(address: str | None, worker_niceness: int = 0) -> bool:
 class _TrainingHooks:
     """Telemetry and checkpoints, called by the driver after each learner update."""
 
-    def __init__(self, config: Config, telemetry: Telemetry, checkpointer: Checkpointer, learner: Learner):
+    def __init__(self, config: Config, telemetry: Telemetry, checkpointer: Checkpointer, learner: LearnerHandle):
         self.config = config
         self.telemetry = telemetry
         self.checkpointer = checkpointer
@@ -86,14 +85,14 @@ class _TrainingHooks:
         self._last_log = self._last_checkpoint = time.monotonic()
         self._last_steps = None
         self._last_updates = learner.updates
-        self._last_rollouts = []
+        self._recent: RecentRollouts | None = None
         self.last_metrics: dict = {}
         self._last_samples = self._last_pictures = float("-inf")
         self._action_names: list[str] | None = None
 
-    def __call__(self, progress: Progress, metrics: dict, rollouts) -> None:
+    def __call__(self, progress: Progress, metrics: dict, recent: RecentRollouts) -> None:
         now = time.monotonic()
-        self._last_rollouts = rollouts
+        self._recent = recent
         self.last_metrics = metrics
         if self._last_steps is None:
             self._last_steps = progress.env_steps
@@ -125,7 +124,8 @@ class _TrainingHooks:
             scalars["episode/length_mean100"] = float(np.mean(progress.recent_lengths))
             self.telemetry.scalar_at_frames(progress.env_steps * frames_per_step, "episode_return_mean100", episode_return)
         pictures = now - self._last_pictures >= self.config.telemetry.picture_interval_s
-        summary = core_telemetry.summarise(self._last_rollouts, pictures=pictures, action_names=self._names_of_actions(),
+        rollouts = self._recent.load() if self._recent is not None else []  # fetched for telemetry only
+        summary = core_telemetry.summarise(rollouts, pictures=pictures, action_names=self._names_of_actions(rollouts),
                                            where=f"{self._env_label()}, agent step {progress.env_steps:,}")
         if pictures:
             self._last_pictures = now
@@ -141,9 +141,9 @@ class _TrainingHooks:
         )
         self._last_log, self._last_steps, self._last_updates = now, progress.env_steps, self.learner.updates
 
-    def _names_of_actions(self) -> list[str] | None:
-        if self._action_names is None and self._last_rollouts:
-            num_actions = self._last_rollouts[0].behaviour_logits.shape[-1]
+    def _names_of_actions(self, rollouts: list) -> list[str] | None:
+        if self._action_names is None and rollouts:
+            num_actions = rollouts[0].behaviour_logits.shape[-1]
             env = self.config.env
             self._action_names = action_names(env.kind, num_actions, env.factory_options())
         return self._action_names
@@ -236,7 +236,7 @@ def train(
     try:
         preflight.check_cluster_resources(config)
         write_run_config(directory, config)
-        learner = build.placed_learner(config, make_agent)
+        learner = build.placed_learner(config, make_agent, spec)
         progress = Progress()
         if resumed is not None:
             payload, path = resumed
@@ -255,7 +255,6 @@ def train(
             progress=progress,
             on_update=hooks,
             should_stop=lambda: bool(stop_requested),
-            rollout_spec=build.rollout_spec(config, spec, make_agent),
         )
         driver.run()
         hooks.log(progress, hooks.last_metrics)

@@ -4,16 +4,18 @@ The loop (IMPALA, Espeholt et al. 2018, §3):
 
 * every actor always has one ``unroll`` call in flight; ``ray.wait`` returns whichever
   finishes first, so slow actors never stall fast ones;
-* a finished rollout is decoded and validated; a malformed one is counted and dropped;
-* when ``rollouts_per_update`` rollouts are buffered, the learner takes one step and the
-  new weights are published once with ``ray.put`` under a new version; an actor picks
-  them up at the start of its next unroll, and the learner measures the policy lag;
+* the driver reads only a finished rollout's receipt (its actor and size); the rollout itself
+  stays in the object store until the learner fetches it (:mod:`learners.endpoint`), which
+  decodes and checks it, drops a malformed one with the reason (counted here), and learns once
+  ``rollouts_per_update`` good rollouts are in;
+* after each update the learner puts its weights in the object store once under a new version;
+  an actor fetches them at the start of its next unroll, and the learner measures the policy lag;
 * an actor that dies is logged with its id and replaced, and the run goes on; Ray places
   the replacement wherever the cluster has room (a node that joined later included). When
   an actor dies the driver also looks for Ray nodes that left the cluster, and counts them.
 
-The driver holds no configuration logic: ``engram/`` builds the pieces and the
-callbacks (telemetry, checkpoints) and passes them in.
+The driver holds no configuration logic and no rollout or weight tensor: ``engram/`` builds the
+pieces and the callbacks (telemetry, checkpoints) and passes them in.
 """
 
 from __future__ import annotations
@@ -29,20 +31,41 @@ import ray
 
 from actors import wire
 from actors.rollout import PublishedWeights, RolloutWorker
-from learners.rollout_check import RolloutSpec
+from learners.endpoint import EndpointReply, LearnedBatch
 
 log = logging.getLogger("engram.driver")
 
 
 class LearnerHandle(Protocol):
-    """The learner as the driver sees it: a :class:`~learners.learner.Learner` in this
-    process, or a :class:`~learners.remote_learner.RemoteLearner` proxy."""
+    """The learner as the driver sees it: a :class:`~learners.endpoint.LearnerEndpoint` in this
+    process, or a :class:`~learners.remote_learner.RemoteLearner` proxy of one in a Ray actor."""
 
     updates: int
 
-    def update(self, rollouts: list[wire.Rollout], learner_version: int | None = None) -> dict[str, float]: ...
+    def receive(self, rollout_refs: list, version: int) -> EndpointReply: ...
 
-    def get_weights(self) -> dict: ...
+    def publish(self, version: int) -> PublishedWeights: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+    def exploration_telemetry(self, samples: bool) -> dict: ...
+
+    def close(self) -> None: ...
+
+
+class RecentRollouts:
+    """The last batch's rollouts, fetched from the object store only when telemetry asks."""
+
+    def __init__(self, refs: list):
+        self._refs = refs
+        self._rollouts: list[wire.Rollout] | None = None
+
+    def load(self) -> list[wire.Rollout]:
+        if self._rollouts is None:
+            self._rollouts = [wire.decode(payload) for payload in ray.get(self._refs)]
+        return self._rollouts
 
 
 @dataclass
@@ -96,11 +119,10 @@ class Driver:
     Args:
         learner: the :class:`LearnerHandle` (in this process or a Ray actor).
         env_factory / agent_factory: picklable builders for the actors.
-        on_update: ``on_update(progress, metrics, rollouts)`` after each learner step.
+        on_update: ``on_update(progress, metrics, recent)`` after each learner step, ``recent``
+            a :class:`RecentRollouts` of the batch learned from.
         should_stop: polled between updates (e.g. a signal handler's flag).
         worker_class: the actor's class (a :class:`RolloutWorker` or a subclass).
-        rollout_spec: what the learner accepts; a rollout that does not fit is dropped
-            and counted in ``rejected_rollouts`` before it can join a batch.
     """
 
     def __init__(
@@ -110,10 +132,9 @@ class Driver:
         env_factory: Callable[[], Any],
         agent_factory: Callable[[], Any],
         progress: Progress | None = None,
-        on_update: Callable[[Progress, dict, list], None] | None = None,
+        on_update: Callable[[Progress, dict, RecentRollouts], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         worker_class: type = RolloutWorker,
-        rollout_spec: RolloutSpec | None = None,
     ):
         self.settings = settings
         self.learner = learner
@@ -122,16 +143,13 @@ class Driver:
         self.progress = progress or Progress()
         self.on_update = on_update or (lambda progress, metrics, rollouts: None)
         self.should_stop = should_stop
-        self.rollout_spec = rollout_spec
         self._remote_worker = ray.remote(num_cpus=settings.actor_num_cpus, max_restarts=0)(worker_class)
         self._actors: dict[int, Any] = {}
         self._generation: dict[int, int] = {}
         self.version = learner.updates
-        self._weights = self._publish()
+        self._weights = learner.publish(self.version)
+        self._buffered = 0  # good rollouts the learner holds for its next batch
         self._alive_nodes = self._nodes_alive()
-
-    def _publish(self) -> PublishedWeights:
-        return PublishedWeights(self.version, [ray.put(self.learner.get_weights())])
 
     def _start_actor(self, actor_id: int):
         generation = self._generation.get(actor_id, 0)
@@ -148,7 +166,8 @@ class Driver:
         )
 
     def _request(self, actor_id: int, pending: dict):
-        pending[self._actors[actor_id].unroll.remote(self._weights)] = actor_id
+        receipt, payload = self._actors[actor_id].unroll_with_receipt.options(num_returns=2).remote(self._weights)
+        pending[receipt] = (actor_id, payload)
 
     @staticmethod
     def _nodes_alive() -> set[str]:
@@ -182,49 +201,50 @@ class Driver:
 
     def run(self) -> Progress:
         s = self.settings
-        pending: dict = {}
+        pending: dict = {}  # receipt ref -> (actor id, rollout ref)
         for actor_id in range(s.num_actors):
             self._start_actor(actor_id)
             self._request(actor_id, pending)
-        buffer: list[wire.Rollout] = []
+        arrived: list[tuple[int, Any]] = []  # (actor id, rollout ref) not yet handed to the learner
         try:
             while self.progress.env_steps < s.total_steps and not self.should_stop():
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-                for ref in ready:
-                    actor_id = pending.pop(ref)
+                for receipt in ready:
+                    actor_id, rollout = pending.pop(receipt)
                     try:
-                        payload = ray.get(ref)
+                        ray.get(receipt)
                     except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as error:
                         self._replace_actor(actor_id, error)
                         self._request(actor_id, pending)
                         continue
                     self._request(actor_id, pending)
-                    try:
-                        rollout = wire.decode(payload)
-                        if self.rollout_spec is not None:
-                            self.rollout_spec.check(rollout, newest_version=self.version)
-                    except wire.RolloutDecodeError as error:  # RolloutRejected included
-                        self.progress.rejected_rollouts += 1
-                        log.warning("rejected a rollout from actor %d: %s", actor_id, error)
-                        continue
-                    buffer.append(rollout)
-                while len(buffer) >= s.rollouts_per_update:
-                    batch, buffer = buffer[: s.rollouts_per_update], buffer[s.rollouts_per_update :]
-                    self._learn(batch)
+                    arrived.append((actor_id, rollout))
+                while len(arrived) >= s.rollouts_per_update - self._buffered:
+                    needed = s.rollouts_per_update - self._buffered
+                    handed, arrived = arrived[:needed], arrived[needed:]
+                    self._hand_over(handed)
         finally:
             for actor in self._actors.values():
                 ray.kill(actor)
         return self.progress
 
-    def _learn(self, rollouts: list[wire.Rollout]) -> None:
+    def _hand_over(self, handed: list[tuple[int, Any]]) -> None:
+        """Pass rollout references to the learner; count what it rejected and what it learned."""
         started = time.perf_counter()
-        metrics = self.learner.update(rollouts, learner_version=self.version)
-        metrics["learner/update_seconds"] = time.perf_counter() - started
+        reply = self.learner.receive([rollout for _, rollout in handed], self.version)
+        for position, reason in reply.rejected:
+            self.progress.rejected_rollouts += 1
+            log.warning("rejected a rollout from actor %d: %s", handed[position][0], reason)
+        self._buffered = reply.buffered
+        if reply.learned is not None:
+            reply.learned.metrics["learner/update_seconds"] = time.perf_counter() - started
+            self._count(reply.learned)
+
+    def _count(self, learned: LearnedBatch) -> None:
         self.version += 1
-        self._weights = self._publish()
-        for rollout in rollouts:
-            self.progress.env_steps += rollout.unroll_length * rollout.num_envs
-            self.progress.episodes += len(rollout.episode_returns)
-            self.progress.recent_returns.extend(rollout.episode_returns.tolist())
-            self.progress.recent_lengths.extend(rollout.episode_lengths.tolist())
-        self.on_update(self.progress, metrics, rollouts)
+        self._weights = learned.weights
+        self.progress.env_steps += learned.env_steps
+        self.progress.episodes += len(learned.episode_returns)
+        self.progress.recent_returns.extend(learned.episode_returns)
+        self.progress.recent_lengths.extend(learned.episode_lengths)
+        self.on_update(self.progress, learned.metrics, RecentRollouts(learned.rollout_refs))

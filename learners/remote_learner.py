@@ -1,9 +1,13 @@
 """The learner as a Ray actor, for a learner that needs a GPU the driver may not have.
 
-:class:`RemoteLearner` is a proxy with the :class:`~learners.learner.Learner` methods the
-driver and the checkpointing use; each call waits for the actor. Rollouts travel to it
-through the object store as decoded numpy arrays (no pickle of code, only arrays), and
-weights come back as CPU tensors, which the driver publishes to the actors as usual.
+:class:`RemoteLearner` answers the driver's calls as a :class:`~learners.endpoint.LearnerEndpoint`
+in the driver's process would, by calling one in a Ray actor. The rollouts' object references
+travel to the actor, which fetches the rollouts from the nodes that hold them; the weights
+are put in the object store by the actor. The driver sees references and counters only.
+
+If the actor dies (its node lost, the process killed, the GPU gone), the next call raises
+:class:`LearnerLost`, which names the cause; the run stops and ``--resume`` continues it from
+the last checkpoint.
 """
 
 from __future__ import annotations
@@ -12,65 +16,76 @@ from typing import Callable
 
 import ray
 
-from learners.learner import Learner
+from actors.rollout import PublishedWeights
+from learners.endpoint import EndpointReply, LearnerEndpoint
+from learners.errors import LearnerLost
 
 LEARNER_CPUS = 1.0  # what the learner actor reserves beside its GPUs
 
 
-class LearnerHost:
-    """Lives in the Ray actor process and owns the real :class:`Learner`."""
+class _EndpointHost:
+    """The Ray actor: builds the endpoint in its own process (on the GPU's node) and serves it."""
 
-    def __init__(self, learner_factory: Callable[[], Learner], torch_threads: int = 1):
+    def __init__(self, endpoint_factory: Callable[[], LearnerEndpoint], torch_threads: int):
         import torch
 
         torch.set_num_threads(torch_threads)
-        self.learner = learner_factory()
+        self.endpoint = endpoint_factory()
 
-    def update(self, rollouts, learner_version):
-        return self.learner.update(rollouts, learner_version=learner_version)
+    def receive(self, rollout_refs: list, version: int) -> EndpointReply:
+        return self.endpoint.receive(rollout_refs, version)
 
-    def get_weights(self):
-        return self.learner.get_weights()
+    def publish(self, version: int) -> PublishedWeights:
+        return self.endpoint.publish(version)
 
-    def state_dict(self):
-        return self.learner.state_dict()
+    def state_dict(self) -> dict:
+        return self.endpoint.state_dict()
 
-    def load_state_dict(self, state):
-        self.learner.load_state_dict(state)
+    def load_state_dict(self, state: dict) -> None:
+        self.endpoint.load_state_dict(state)
+
+    def exploration_telemetry(self, samples: bool) -> dict:
+        return self.endpoint.exploration_telemetry(samples)
 
     def counters(self) -> tuple[int, int]:
-        return self.learner.updates, self.learner.skipped_updates
-
-    def exploration_telemetry(self, samples: bool):
-        return self.learner.exploration_telemetry(samples)
+        return self.endpoint.counters()
 
 
 class RemoteLearner:
-    """Drives a :class:`LearnerHost` actor that reserves ``num_gpus`` GPUs."""
+    """Drives an endpoint actor that reserves ``num_gpus`` GPUs and ``num_cpus`` CPUs."""
 
-    def __init__(self, learner_factory: Callable[[], Learner], *, num_gpus: float, num_cpus: float = LEARNER_CPUS,
-                 torch_threads: int = 1):
-        host = ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=0)(LearnerHost)
-        self._actor = host.remote(learner_factory, torch_threads)
-        self.updates, self.skipped_updates = ray.get(self._actor.counters.remote())
+    def __init__(self, endpoint_factory: Callable[[], LearnerEndpoint], *, num_gpus: float,
+                 num_cpus: float = LEARNER_CPUS, torch_threads: int = 1):
+        actor = ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=0)(_EndpointHost)
+        self._actor = actor.remote(endpoint_factory, torch_threads)
+        self.updates, self.skipped_updates = self._call(self._actor.counters.remote())
 
-    def update(self, rollouts, learner_version=None) -> dict:
-        metrics = ray.get(self._actor.update.remote(rollouts, learner_version))
-        self.updates, self.skipped_updates = ray.get(self._actor.counters.remote())
-        return metrics
+    def _call(self, ref):
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayActorError as error:
+            raise LearnerLost(
+                f"the learner's Ray actor died ({type(error).__name__}: {error}); its node may have left the "
+                "cluster. The run stops here: continue it from the last checkpoint with `engram train ... --resume`."
+            ) from error
 
-    def get_weights(self):
-        return ray.get(self._actor.get_weights.remote())
+    def receive(self, rollout_refs: list, version: int) -> EndpointReply:
+        reply = self._call(self._actor.receive.remote(rollout_refs, version))
+        self.updates, self.skipped_updates = reply.updates, reply.skipped_updates
+        return reply
+
+    def publish(self, version: int) -> PublishedWeights:
+        return self._call(self._actor.publish.remote(version))
 
     def state_dict(self) -> dict:
-        return ray.get(self._actor.state_dict.remote())
+        return self._call(self._actor.state_dict.remote())
 
     def load_state_dict(self, state: dict) -> None:
-        ray.get(self._actor.load_state_dict.remote(state))
-        self.updates, self.skipped_updates = ray.get(self._actor.counters.remote())
+        self._call(self._actor.load_state_dict.remote(state))
+        self.updates, self.skipped_updates = self._call(self._actor.counters.remote())
 
     def exploration_telemetry(self, samples: bool) -> dict:
-        return ray.get(self._actor.exploration_telemetry.remote(samples))
+        return self._call(self._actor.exploration_telemetry.remote(samples))
 
     def close(self) -> None:
         ray.kill(self._actor)

@@ -91,10 +91,8 @@ def test_existing_run_folder_needs_resume(ray_session, tmp_path):
 def _driver(config, **kwargs):
     spec = build.probe_env(config)
     make_agent = build.agent_factory(config, spec)
-    learner = build.learner(config, make_agent())
     settings = build.driver_settings(config)
-    kwargs.setdefault("rollout_spec", build.rollout_spec(config, spec, make_agent))
-    return Driver(settings, learner, build.env_factory(config, 0), make_agent, **kwargs)
+    return Driver(settings, build.endpoint(config, make_agent, spec), build.env_factory(config, 0), make_agent, **kwargs)
 
 
 def test_a_killed_actor_is_replaced_and_training_continues(ray_session):
@@ -230,7 +228,7 @@ def test_a_remote_learner_logs_the_exploration_pictures_a_local_one_does(ray_ses
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     config = load_config("configs/pong_lstm.yaml", [
-        "run.total_steps=400", "telemetry.console=false", "telemetry.log_interval_s=0.01",
+        "run.total_steps=30", "telemetry.console=false", "telemetry.log_interval_s=0.01",
         "resources.learner_placement=actor", "resources.num_actors=1", "resources.envs_per_actor=2",
         "learner.batch_size=2", "learner.unroll_length=5", "agent.lstm.hidden_size=16", "agent.torso_size=16",
         "exploration.kind=pixelcnn", "exploration.hidden_channels=4", "exploration.layers=1",
@@ -241,3 +239,87 @@ def test_a_remote_learner_logs_the_exploration_pictures_a_local_one_does(ray_ses
     events.Reload()
     assert "exploration/pseudo_counts" in events.Tags()["histograms"]
     assert "exploration/density_model_samples" in events.Tags()["images"]
+
+
+def _large_arrays_in(value, found: list) -> list:
+    """Rollout bytes, tensors and arrays of any size held anywhere inside ``value``."""
+    if isinstance(value, (bytes, bytearray)) and len(value) > 1024:
+        found.append(f"{len(value)} bytes")
+    elif isinstance(value, torch.Tensor) or (isinstance(value, np.ndarray) and value.size > 256):
+        found.append(type(value).__name__)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _large_arrays_in(item, found)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _large_arrays_in(item, found)
+    elif hasattr(value, "__dataclass_fields__"):
+        for name in value.__dataclass_fields__:
+            _large_arrays_in(getattr(value, name), found)
+    return found
+
+
+def test_with_a_learner_actor_no_rollout_or_weights_pass_through_the_driver(ray_session, monkeypatch):
+    """Issue 22's data path: rollouts go from the actors' object stores to the learner actor,
+    weights from the learner actor to the actors; the driver handles references only."""
+    import ray
+
+    config = load_config("configs/smoke.yaml", ["run.total_steps=4000", "resources.learner_placement=actor"])
+    spec = build.probe_env(config)
+    make_agent = build.agent_factory(config, spec)
+    learner = build.placed_learner(config, make_agent, spec)
+    fetched, put = [], []
+    real_get, real_put = ray.get, ray.put
+
+    def recording_get(refs, *args, **kwargs):
+        values = real_get(refs, *args, **kwargs)
+        fetched.extend(_large_arrays_in(values, []))
+        return values
+
+    def recording_put(value, *args, **kwargs):
+        put.append(type(value).__name__)
+        return real_put(value, *args, **kwargs)
+
+    monkeypatch.setattr(ray, "get", recording_get)
+    monkeypatch.setattr(ray, "put", recording_put)
+    try:
+        driver = Driver(build.driver_settings(config), learner, build.env_factory(config, 0), make_agent)
+        progress = driver.run()
+    finally:
+        monkeypatch.undo()
+        learner.close()
+    assert progress.env_steps >= 4000 and learner.updates > 0
+    assert fetched == [] and put == []
+
+
+def test_a_lost_learner_actor_stops_the_run_with_the_cause_and_resume_continues_it(ray_session, tmp_path, monkeypatch):
+    import ray
+
+    from engram import train as train_module
+    from learners.errors import LearnerLost
+
+    run_dir = tmp_path / "lost"
+    config = load_config("configs/smoke.yaml", [
+        "run.total_steps=100000", "telemetry.console=false", "resources.learner_placement=actor",
+        "checkpoint.interval_s=0.5",
+    ])
+    real_call = train_module._TrainingHooks.__call__
+
+    def kill_the_learner_after_a_checkpoint(hooks, progress, metrics, recent):
+        real_call(hooks, progress, metrics, recent)
+        if list((run_dir / "checkpoints").glob("ckpt-*.pt")):
+            ray.kill(hooks.learner._actor)
+
+    monkeypatch.setattr(train_module._TrainingHooks, "__call__", kill_the_learner_after_a_checkpoint)
+    with pytest.raises(LearnerLost, match="--resume"):
+        train(config, str(run_dir))
+    monkeypatch.undo()
+    saved, _ = Checkpointer(run_dir / "checkpoints").load_latest()
+    again = load_config("configs/smoke.yaml", [
+        f"run.total_steps={saved['progress']['env_steps'] + 2000}", "telemetry.console=false",
+        "resources.learner_placement=actor",
+    ])
+    train(again, str(run_dir), resume=True)
+    resumed, _ = Checkpointer(run_dir / "checkpoints").load_latest()
+    assert resumed["progress"]["env_steps"] >= saved["progress"]["env_steps"] + 2000
+    assert resumed["learner"]["updates"] > saved["learner"]["updates"]

@@ -1,0 +1,246 @@
+"""`engram bench scale`: the pieces a cluster's throughput is made of, measured on this machine.
+
+(a) ``wire``: one actor's rollout encoded and decoded (msgpack, bytes per second), and moved
+    from another process through Ray's object store (put there, fetched here);
+(b) ``learner``: agent steps the learner trains on per second (fetch-free: decoded rollouts,
+    forward, backward, optimiser step), for each config given, on ``--device``;
+(c) ``broadcast``: seconds from putting the weights in the object store until N actors hold them;
+(d) ``end_to_end``: agent steps per second of real training against the number of actors
+    (learner in the driver's process), as many as this machine's CPUs allow.
+
+From these it prints the actors one learner absorbs (learner rate ÷ one actor's rate) and the
+bottleneck at each actor count; docs/scaling.md turns the same numbers into a cluster model.
+Nothing here asserts a time: the machines are shared, so read ratios from one run.
+
+    engram bench scale [--quick] [--device cuda] [--config ...] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+DEFAULT_CONFIGS = ["configs/pong_lstm.yaml", "configs/pong_sam.yaml", "configs/pong_straw.yaml"]
+
+
+def _rollouts(config, count: int):
+    """``count`` real rollouts of ``config``'s env and agent, stepped in this process."""
+    from actors import wire
+    from actors.rollout import PublishedWeights, RolloutWorker
+    from engram import build
+
+    spec = build.probe_env(config)
+    make_agent = build.agent_factory(config, spec)
+    worker = RolloutWorker(0, build.env_factory(config, seed=0), make_agent, config.learner.unroll_length, seed=0)
+    weights = PublishedWeights(0, [make_agent().state_dict()])
+    return [wire.decode(worker.unroll(weights)) for _ in range(count)], spec, make_agent
+
+
+def measure_wire(config, repeats: int) -> dict:
+    """(a) encode / decode rates of one rollout, and its trip through the object store."""
+    import ray
+
+    from actors import wire
+
+    (rollout,), _, _ = _rollouts(config, 1)
+    payload = wire.encode(rollout)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        wire.encode(rollout)
+    encode_s = (time.perf_counter() - started) / repeats
+    started = time.perf_counter()
+    for _ in range(repeats):
+        wire.decode(payload)
+    decode_s = (time.perf_counter() - started) / repeats
+
+    @ray.remote(num_cpus=0)
+    class Holder:
+        def __init__(self, payload: bytes):
+            self.payload = payload
+
+        def send(self) -> bytes:
+            return self.payload
+
+    holder = Holder.remote(payload)
+    ray.get(holder.send.remote())  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        ray.get(holder.send.remote())
+    transfer_s = (time.perf_counter() - started) / repeats
+    ray.kill(holder)
+    size = len(payload)
+    return {
+        "rollout_bytes": size,
+        "agent_steps_per_rollout": rollout.unroll_length * rollout.num_envs,
+        "encode_bytes_per_s": size / encode_s,
+        "decode_bytes_per_s": size / decode_s,
+        "object_store_bytes_per_s": size / transfer_s,
+    }
+
+
+def measure_learner(path: str, device: str, updates: int) -> dict:
+    """(b) the learner's agent steps per second on ``device``, rollouts already decoded."""
+    import torch
+
+    from engram import build
+    from engram.config import load_config
+
+    config = load_config(path, [f"resources.learner_device={device}"])
+    rollouts, _, make_agent = _rollouts(config, config.rollouts_per_update)
+    learner = build.learner(config, make_agent())
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for _ in range(2):  # warm-up: allocator, kernels, the BPTT plan's measurements
+        learner.update(rollouts)
+    sync()
+    started = time.perf_counter()
+    for _ in range(updates):
+        learner.update(rollouts)
+    sync()
+    seconds = (time.perf_counter() - started) / updates
+    steps = sum(r.unroll_length * r.num_envs for r in rollouts)
+    return {
+        "core": config.agent.core,
+        "device": device,
+        "agent_steps_per_update": steps,
+        "seconds_per_update": seconds,
+        "agent_steps_per_s": steps / seconds,
+        "parameters": sum(p.numel() for p in learner.agent.parameters()),
+    }
+
+
+def measure_broadcast(config, actor_counts: list[int], repeats: int) -> list[dict]:
+    """(c) seconds from ``ray.put`` of the weights until every one of N actors has them."""
+    import ray
+
+    from actors.rollout import PublishedWeights
+    from engram import build
+
+    spec = build.probe_env(config)
+    weights = build.agent_factory(config, spec)().state_dict()
+    size = sum(t.numel() * t.element_size() for t in weights.values())
+
+    @ray.remote(num_cpus=0)
+    class Receiver:
+        def take(self, published: PublishedWeights) -> int:
+            return len(published.resolve())
+
+    results = []
+    for count in actor_counts:
+        receivers = [Receiver.remote() for _ in range(count)]
+        ray.get([r.take.remote(PublishedWeights(0, [{}])) for r in receivers])  # the actors are up
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            published = PublishedWeights(1, [ray.put(weights)])
+            ray.get([r.take.remote(published) for r in receivers])
+            times.append(time.perf_counter() - started)
+        for receiver in receivers:
+            ray.kill(receiver)
+        results.append({"actors": count, "weight_bytes": size, "seconds": min(times)})
+    return results
+
+
+def measure_end_to_end(path: str, device: str, actor_counts: list[int], seconds: float) -> list[dict]:
+    """(d) steps per second of real training (learner in this process) against the actor count."""
+    from benchmarks.throughput import measure_training
+    from engram.config import load_config
+
+    results = []
+    for count in actor_counts:
+        trial = load_config(path, [f"resources.num_actors={count}", f"resources.learner_device={device}"])
+        measured = measure_training(trial, seconds)
+        results.append({"actors": count, **measured})
+    return results
+
+
+def absorbable_actors(learner_steps_per_s: float, actor_steps_per_s: float) -> float:
+    """Actors one learner keeps up with: its training rate over one actor's stepping rate."""
+    return learner_steps_per_s / actor_steps_per_s
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="engram bench scale", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", action="append", default=None,
+                        help=f"configs whose learner to time (repeatable; default {', '.join(DEFAULT_CONFIGS)}); "
+                        "the first one is used for (a), (c) and (d)")
+    parser.add_argument("--device", default="cpu", help="the learner's torch device for (b)")
+    parser.add_argument("--updates", type=int, default=10, help="timed learner updates per config")
+    parser.add_argument("--seconds", type=float, default=30.0, help="end-to-end measurement time per actor count")
+    parser.add_argument("--max-actors", type=int, default=None,
+                        help="largest actor count for (d) (default: this machine's CPUs)")
+    parser.add_argument("--skip", action="append", default=[], choices=["wire", "learner", "broadcast", "end_to_end"],
+                        help="leave a measurement out (repeatable)")
+    parser.add_argument("--quick", action="store_true", help="3 updates, 8 s per actor count")
+    parser.add_argument("--json", default="benchmarks/out/scale.json", help="where to write the results")
+    args = parser.parse_args(argv)
+    updates, seconds = (3, 8.0) if args.quick else (args.updates, args.seconds)
+
+    import ray
+    import torch
+
+    from engram.config import load_config
+
+    paths = args.config or DEFAULT_CONFIGS
+    base = load_config(paths[0])
+    cpus = os.cpu_count() or 1
+    max_actors = args.max_actors or max(1, cpus - 1)
+    actor_counts = sorted({1, *[n for n in (2, 4, 8, 16, 32, 64) if n <= max_actors], max_actors})
+    torch.set_num_threads(base.resources.learner_torch_threads)
+    results: dict = {"setup": {
+        "configs": paths, "device": args.device, "cpus": cpus, "machine": platform.platform(),
+        "processor": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }}
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        if "wire" not in args.skip:
+            results["wire"] = measure_wire(base, repeats=20)
+        if "learner" not in args.skip:
+            results["learner"] = [measure_learner(path, args.device, updates) for path in paths]
+        if "broadcast" not in args.skip:
+            results["broadcast"] = measure_broadcast(base, [n for n in (1, 4, 16, 64) if n <= 4 * max_actors] or [1], 5)
+        if "end_to_end" not in args.skip:
+            results["end_to_end"] = measure_end_to_end(paths[0], args.device, actor_counts, seconds)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    report(results)
+    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+    with open(args.json, "w") as stream:
+        json.dump(results, stream, indent=2)
+    print(f"wrote {args.json}")
+    return 0
+
+
+def report(results: dict) -> None:
+    mib = 2**20
+    if "wire" in results:
+        w = results["wire"]
+        print(f"\n(a) one rollout: {w['rollout_bytes'] / mib:.2f} MiB for {w['agent_steps_per_rollout']} agent steps; "
+              f"encode {w['encode_bytes_per_s'] / mib:,.0f} MiB/s, decode {w['decode_bytes_per_s'] / mib:,.0f} MiB/s, "
+              f"object store between processes {w['object_store_bytes_per_s'] / mib:,.0f} MiB/s")
+    if "learner" in results:
+        print(f"\n(b) {'core':8s} {'device':8s} {'params':>10s} {'s/update':>9s} {'agent steps/s':>14s}")
+        for row in results["learner"]:
+            print(f"    {row['core']:8s} {row['device']:8s} {row['parameters']:10,d} {row['seconds_per_update']:9.3f} "
+                  f"{row['agent_steps_per_s']:14,.0f}")
+    if "broadcast" in results:
+        print(f"\n(c) {'actors':>6s} {'weights MiB':>12s} {'seconds':>8s}")
+        for row in results["broadcast"]:
+            print(f"    {row['actors']:6d} {row['weight_bytes'] / mib:12.2f} {row['seconds']:8.3f}")
+    if "end_to_end" in results:
+        print(f"\n(d) {'actors':>6s} {'agent steps/s':>14s} {'updates/s':>10s}")
+        for row in results["end_to_end"]:
+            print(f"    {row['actors']:6d} {row['steps_per_s']:14,.0f} {row['updates_per_s']:10.2f}")
+    if "learner" in results and "end_to_end" in results:
+        one_actor = results["end_to_end"][0]["steps_per_s"]
+        learner = results["learner"][0]["agent_steps_per_s"]
+        results["absorbable_actors"] = absorbable_actors(learner, one_actor)
+        print(f"\none learner ({results['learner'][0]['core']}, {results['learner'][0]['device']}) trains "
+              f"{learner:,.0f} agent steps/s; one actor gives {one_actor:,.0f}: it absorbs about "
+              f"{results['absorbable_actors']:.1f} actors")

@@ -81,34 +81,43 @@ def measure_wire(config, repeats: int) -> dict:
     }
 
 
-def measure_learner(path: str, device: str, updates: int) -> dict:
-    """(b) the learner's agent steps per second on ``device``, rollouts already decoded."""
+def measure_learner(path: str, device: str, updates: int, batch_sizes: list[int] | None = None) -> list[dict]:
+    """(b) the learner's agent steps per second on ``device``, rollouts already decoded, at the
+    config's batch size or at each of ``batch_sizes`` (envs per batch; whole rollouts)."""
     import torch
 
     from engram import build
     from engram.config import load_config
 
     config = load_config(path, [f"resources.learner_device={device}"])
-    rollouts, _, make_agent = _rollouts(config, config.rollouts_per_update)
-    learner = build.learner(config, make_agent())
+    per_rollout = config.resources.envs_per_actor
+    sizes = batch_sizes or [config.learner.batch_size]
+    rollouts, _, make_agent = _rollouts(config, max(1, max(sizes) // per_rollout))
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for _ in range(2):  # warm-up: allocator, kernels, the BPTT plan's measurements
-        learner.update(rollouts)
-    sync()
-    started = time.perf_counter()
-    for _ in range(updates):
-        learner.update(rollouts)
-    sync()
-    seconds = (time.perf_counter() - started) / updates
-    steps = sum(r.unroll_length * r.num_envs for r in rollouts)
-    return {
-        "core": config.agent.core,
-        "device": device,
-        "agent_steps_per_update": steps,
-        "seconds_per_update": seconds,
-        "agent_steps_per_s": steps / seconds,
-        "parameters": sum(p.numel() for p in learner.agent.parameters()),
-    }
+    rows = []
+    for size in sizes:
+        batch = rollouts[: max(1, size // per_rollout)]
+        learner = build.learner(config, make_agent())
+        for _ in range(2):  # warm-up: allocator, kernels, the BPTT plan's measurements
+            learner.update(batch)
+        sync()
+        started = time.perf_counter()
+        for _ in range(updates):
+            learner.update(batch)
+        sync()
+        seconds = (time.perf_counter() - started) / updates
+        steps = sum(r.unroll_length * r.num_envs for r in batch)
+        rows.append({
+            "core": config.agent.core,
+            "device": device,
+            "batch_envs": sum(r.num_envs for r in batch),
+            "agent_steps_per_update": steps,
+            "seconds_per_update": seconds,
+            "agent_steps_per_s": steps / seconds,
+            "parameters": sum(p.numel() for p in learner.agent.parameters()),
+        })
+        del learner
+    return rows
 
 
 def measure_broadcast(config, actor_counts: list[int], repeats: int) -> list[dict]:
@@ -168,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                         "the first one is used for (a), (c) and (d)")
     parser.add_argument("--device", default="cpu", help="the learner's torch device for (b)")
     parser.add_argument("--updates", type=int, default=10, help="timed learner updates per config")
+    parser.add_argument("--batch-sizes", default="",
+                        help="comma-separated learner batch sizes (envs) for (b); default: each config's own")
     parser.add_argument("--seconds", type=float, default=30.0, help="end-to-end measurement time per actor count")
     parser.add_argument("--max-actors", type=int, default=None,
                         help="largest actor count for (d) (default: this machine's CPUs)")
@@ -201,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         if "wire" not in args.skip:
             results["wire"] = measure_wire(base, repeats=20)
         if "learner" not in args.skip:
-            results["learner"] = [measure_learner(path, args.device, updates) for path in paths]
+            sizes = [int(size) for size in args.batch_sizes.split(",") if size.strip()]
+            results["learner"] = [row for path in paths for row in measure_learner(path, args.device, updates, sizes)]
         if "broadcast" not in args.skip:
             results["broadcast"] = measure_broadcast(base, [n for n in (1, 4, 16, 64) if n <= 4 * max_actors] or [1], 5)
         if "end_to_end" not in args.skip:
@@ -225,22 +237,27 @@ def report(results: dict) -> None:
               f"encode {w['encode_bytes_per_s'] / mib:,.0f} MiB/s, decode {w['decode_bytes_per_s'] / mib:,.0f} MiB/s, "
               f"object store between processes {w['object_store_bytes_per_s'] / mib:,.0f} MiB/s")
     if "learner" in results:
-        print(f"\n(b) {'core':8s} {'device':8s} {'params':>10s} {'s/update':>9s} {'agent steps/s':>14s}")
+        print(f"\n(b) {'core':8s} {'device':8s} {'params':>10s} {'batch':>6s} {'s/update':>9s} {'agent steps/s':>14s}")
         for row in results["learner"]:
-            print(f"    {row['core']:8s} {row['device']:8s} {row['parameters']:10,d} {row['seconds_per_update']:9.3f} "
-                  f"{row['agent_steps_per_s']:14,.0f}")
+            print(f"    {row['core']:8s} {row['device']:8s} {row['parameters']:10,d} {row['batch_envs']:6d} "
+                  f"{row['seconds_per_update']:9.3f} {row['agent_steps_per_s']:14,.0f}")
     if "broadcast" in results:
         print(f"\n(c) {'actors':>6s} {'weights MiB':>12s} {'seconds':>8s}")
         for row in results["broadcast"]:
             print(f"    {row['actors']:6d} {row['weight_bytes'] / mib:12.2f} {row['seconds']:8.3f}")
-    if "end_to_end" in results:
+    if "learner" in results and "end_to_end" in results:
+        one_actor = results["end_to_end"][0]["steps_per_s"]
+        learner = results["learner"][0]
+        results["absorbable_actors"] = absorbable_actors(learner["agent_steps_per_s"], one_actor)
+        print(f"\n(d) {'actors':>6s} {'agent steps/s':>14s} {'updates/s':>10s} {'x one actor':>12s}  bottleneck")
+        for row in results["end_to_end"]:
+            row["bottleneck"] = "actors" if row["actors"] < results["absorbable_actors"] else "learner"
+            print(f"    {row['actors']:6d} {row['steps_per_s']:14,.0f} {row['updates_per_s']:10.2f} "
+                  f"{row['steps_per_s'] / one_actor:12.2f}  {row['bottleneck']}")
+        print(f"\none learner ({learner['core']}, {learner['device']}, batch {learner['batch_envs']}) trains "
+              f"{learner['agent_steps_per_s']:,.0f} agent steps/s; one actor gives {one_actor:,.0f}: it absorbs about "
+              f"{results['absorbable_actors']:.1f} actors; below that the actors are the bottleneck, above it the learner")
+    elif "end_to_end" in results:
         print(f"\n(d) {'actors':>6s} {'agent steps/s':>14s} {'updates/s':>10s}")
         for row in results["end_to_end"]:
             print(f"    {row['actors']:6d} {row['steps_per_s']:14,.0f} {row['updates_per_s']:10.2f}")
-    if "learner" in results and "end_to_end" in results:
-        one_actor = results["end_to_end"][0]["steps_per_s"]
-        learner = results["learner"][0]["agent_steps_per_s"]
-        results["absorbable_actors"] = absorbable_actors(learner, one_actor)
-        print(f"\none learner ({results['learner'][0]['core']}, {results['learner'][0]['device']}) trains "
-              f"{learner:,.0f} agent steps/s; one actor gives {one_actor:,.0f}: it absorbs about "
-              f"{results['absorbable_actors']:.1f} actors")

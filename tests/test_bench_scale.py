@@ -21,7 +21,8 @@ def test_bench_scale_counts_the_rollout_the_batch_and_the_weights(ray_session, t
     observation_bytes = (T + 1) * envs * build.probe_env(config).observation_shape[0] * 4  # float32 vectors
     assert results["wire"]["rollout_bytes"] > observation_bytes
     (learner,) = results["learner"]
-    assert learner["core"] == "lstm" and learner["agent_steps_per_update"] == T * config.learner.batch_size
+    assert learner["core"] == "lstm" and learner["batch_envs"] == config.learner.batch_size
+    assert learner["agent_steps_per_update"] == T * config.learner.batch_size
     spec = build.probe_env(config)
     weights = build.agent_factory(config, spec)().state_dict()
     assert {row["weight_bytes"] for row in results["broadcast"]} == {sum(t.numel() * t.element_size() for t in weights.values())}

@@ -1,9 +1,14 @@
-"""Train configs/smoke.yaml on a multi-node Ray cluster on this machine and lose a worker node.
+"""Train configs/smoke.yaml on a multi-node Ray cluster on this machine and lose a node.
 
 Run by tests/test_multinode.py in a process of its own. This process owns the cluster
 (``ray.cluster_utils.Cluster``: a head that offers no CPU, so actors go to the workers, and
-two one-CPU worker nodes) and watches it; ``engram train --address`` runs as a child process.
-Prints one JSON line: where the actors ran before the loss, and the run's final progress.
+one-CPU worker nodes) and watches it; ``engram train --address`` runs as a child process.
+Prints one JSON line of what it saw.
+
+``multinode_run.py actor RUN_DIR``: two actors on two nodes; one node is lost, its actor waits
+for room, a node that joins later takes it, and the run goes on to its budget.
+``multinode_run.py learner RUN_DIR``: the learner in a Ray actor on a node of its own; that
+node is lost, the run stops with exit code 4, and ``--resume`` on a new node continues it.
 """
 
 import json
@@ -37,17 +42,21 @@ def wait_for(condition, timeout_s: float, what: str):
     raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-def main(run_dir: str) -> None:
+def train_command(run_dir: str, address: str, *extra: str) -> list[str]:
+    return [
+        str(Path(sys.executable).parent / "engram"), "train", "configs/smoke.yaml", "--run-dir", run_dir,
+        "--address", address, "--set", f"run.total_steps={TOTAL_STEPS}", "--set", "telemetry.console=false",
+        "--set", "checkpoint.interval_s=1", "--set", "resources.cpus_per_actor=1", *extra,
+    ]
+
+
+def lose_an_actor_node(run_dir: str) -> dict:
     seen: dict = {}
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address)
-    command = [
-        str(Path(sys.executable).parent / "engram"), "train", "configs/smoke.yaml", "--run-dir", run_dir,
-        "--address", cluster.address, "--set", f"run.total_steps={TOTAL_STEPS}", "--set", "telemetry.console=false",
-        "--set", "checkpoint.interval_s=1", "--set", "resources.num_actors=2", "--set", "resources.cpus_per_actor=1",
-    ]
+    command = train_command(run_dir, cluster.address, "--set", "resources.num_actors=2")
     training = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(Path(run_dir).with_suffix(".log"), "w"))
     try:
         metrics = Path(run_dir) / "metrics.jsonl"
@@ -60,6 +69,9 @@ def main(run_dir: str) -> None:
         seen["lost_node"] = workers[0].node_id
         time.sleep(5)
         seen["placed_while_short"] = len(alive_actors())  # the replacement waits for room
+        joined = cluster.add_node(num_cpus=1)
+        wait_for(lambda: joined.node_id in {a.node_id for a in alive_actors()}, 120, "an actor on the node that joined")
+        seen["joined_node_has_an_actor"] = True
         seen["exit_status"] = training.wait(timeout=400)
     finally:
         if training.poll() is None:
@@ -67,10 +79,53 @@ def main(run_dir: str) -> None:
             training.wait(timeout=60)
     payload, _ = Checkpointer(Path(run_dir) / "checkpoints").load_latest()
     seen["progress"] = {k: payload["progress"][k] for k in ("env_steps", "actor_restarts", "nodes_lost")}
-    print("RESULT " + json.dumps(seen), flush=True)
     ray.shutdown()
     cluster.shutdown()
+    return seen
+
+
+def learner_actors() -> list:
+    return list_actors(address=ray.get_runtime_context().gcs_address,
+                       filters=[("class_name", "=", "_EndpointHost"), ("state", "=", "ALIVE")])
+
+
+def lose_the_learner_node(run_dir: str) -> dict:
+    seen: dict = {}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(3)]  # two actors and the learner, one node each
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address)
+    log = open(Path(run_dir).with_suffix(".log"), "w")
+    extra = ("--set", "resources.num_actors=2", "--set", "resources.learner_placement=actor")
+    training = subprocess.Popen(train_command(run_dir, cluster.address, *extra), stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        checkpoints = Path(run_dir) / "checkpoints"
+        wait_for(lambda: learner_actors() and list(checkpoints.glob("ckpt-*.pt")), 180, "the learner and a checkpoint")
+        learner_node = learner_actors()[0].node_id
+        seen["steps_at_loss"] = Checkpointer(checkpoints).load_latest()[0]["progress"]["env_steps"]
+        cluster.remove_node(next(node for node in nodes if node.node_id == learner_node))
+        seen["exit_status"] = training.wait(timeout=300)
+    finally:
+        if training.poll() is None:
+            training.terminate()
+            training.wait(timeout=60)
+    seen["message"] = Path(run_dir).with_suffix(".log").read_text()[-2000:]
+    cluster.add_node(num_cpus=1)  # room for the learner again
+    saved = Checkpointer(Path(run_dir) / "checkpoints").load_latest()[0]["progress"]["env_steps"]
+    resume = train_command(run_dir, cluster.address, *extra, "--resume")
+    resume[resume.index(f"run.total_steps={TOTAL_STEPS}")] = f"run.total_steps={saved + 3000}"
+    seen["resume_status"] = subprocess.run(resume, stdout=subprocess.DEVNULL, stderr=log, timeout=300).returncode
+    payload, _ = Checkpointer(Path(run_dir) / "checkpoints").load_latest()
+    seen["saved_steps"], seen["resumed_steps"] = saved, payload["progress"]["env_steps"]
+    ray.shutdown()
+    cluster.shutdown()
+    return seen
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    scenario, directory = sys.argv[1], sys.argv[2]
+    try:
+        result = {"actor": lose_an_actor_node, "learner": lose_the_learner_node}[scenario](directory)
+    except Exception as error:  # reported, so the test shows what went wrong
+        result = {"error": f"{type(error).__name__}: {error}"}
+    print("RESULT " + json.dumps(result), flush=True)

@@ -99,20 +99,29 @@ Path = tuple[str, ...]
 
 
 # --------------------------------------------------------------------------------------
-# Nested dicts <-> flat {path: leaf}.
+# Nested dicts <-> flat {path: leaf}. A bare tensor is a tree of one leaf at path ().
 
 
-def _flatten(tree: Mapping, prefix: Path = ()) -> dict[Path, Any]:
+def _flatten(tree: Any, prefix: Path = (), *, what: str = "a step's state or output") -> dict[Path, Any]:
+    if isinstance(tree, torch.Tensor) and not prefix:
+        return {(): tree}
+    if not isinstance(tree, Mapping):
+        raise TypeError(
+            f"{what} must be a tensor or a (nested) dict of tensors, got {type(tree).__name__}; "
+            "wrap tuples and lists in a dict, e.g. {'h': h, 'c': c}"
+        )
     flat: dict[Path, Any] = {}
     for key, value in tree.items():
         if not isinstance(value, torch.Tensor) and isinstance(value, Mapping):
-            flat.update(_flatten(value, prefix + (key,)))
+            flat.update(_flatten(value, prefix + (key,), what=what))
         else:
             flat[prefix + (key,)] = value
     return flat
 
 
-def _unflatten(flat: Mapping[Path, Any]) -> dict:
+def _unflatten(flat: Mapping[Path, Any]) -> Any:
+    if () in flat:
+        return flat[()]
     tree: dict = {}
     for path, value in flat.items():
         if len(path) == 1:
@@ -461,7 +470,7 @@ class _Machine:
     def _call(self, state: dict[Path, Any], x: dict[Path, Any]):
         self.calls += 1
         new_state, out = self.step_fn(_unflatten(state), _unflatten(x))
-        return _flatten(new_state), _flatten(out)
+        return _flatten(new_state, what="step_fn's new state"), _flatten(out, what="step_fn's output")
 
     def _record(self, step: int, outputs: dict[Path, torch.Tensor]) -> None:
         if self.recorded is not None and self.recorded[step] is None:
@@ -475,6 +484,8 @@ class _Machine:
         with torch.no_grad():
             for step in range(start, start + count):
                 state, out = self.step_fn(state, _unflatten(self._inputs_at(step)))
+                if not isinstance(state, (torch.Tensor, Mapping)):
+                    _flatten(state, what="step_fn's new state")  # raises, naming what to pass
                 if self.recorded is not None:  # the forward pass; recomputation records nothing
                     self._record(step, _flatten(out))
         self.calls += count
@@ -788,12 +799,12 @@ class _UnrollFunction(torch.autograd.Function):
 
 def _full_unroll(step_fn, state0, inputs, seq_len):
     """Plain BPTT: every step's graph is kept."""
-    state = _flatten(state0)
+    state = _flatten(state0, what="state0")
     outputs = []
     for t in range(seq_len):
         new_state, out = step_fn(_unflatten(state), _unflatten({p: v[t] for p, v in inputs.items()}))
-        state = _flatten(new_state)
-        outputs.append(_flatten(out))
+        state = _flatten(new_state, what="step_fn's new state")
+        outputs.append(_flatten(out, what="step_fn's output"))
     stacked = {p: torch.stack([o[p] for o in outputs]) for p in outputs[0]}
     return _unflatten(stacked), _unflatten(state)
 
@@ -812,9 +823,10 @@ def checkpointed_unroll(
     """Run ``step_fn`` over time with a memory-bounded backward (module docstring).
 
     Args:
-        step_fn: ``step_fn(state, x_t) -> (new_state, out_t)``, nested dicts.
+        step_fn: ``step_fn(state, x_t) -> (new_state, out_t)``, each a tensor or a nested dict
+            of tensors (tuples and lists are refused with a message: wrap them in a dict).
         state0: the state before step 0 (tensor leaves ``[B, ...]``; other leaves pass).
-        inputs: nested dict of time-major tensors ``[T, B, ...]``; ``x_t`` is ``inputs[t]``.
+        inputs: a time-major tensor ``[T, B, ...]`` or a nested dict of them; ``x_t`` is ``inputs[t]``.
         plan: a :class:`Plan` for ``T`` steps, or ``None`` for plain BPTT.
         parameters: the tensors requiring grad that ``step_fn`` uses besides the state and
             inputs; default: ``step_fn``'s parameters if it is an ``nn.Module`` or a bound
@@ -831,7 +843,7 @@ def checkpointed_unroll(
         and inputs that require grad. ``step_fn`` is called ``plan.cost`` times over
         forward and backward (``T`` times for ``plan=None`` or when grad is disabled).
     """
-    inputs_flat = _flatten(inputs)
+    inputs_flat = _flatten(inputs, what="inputs")
     if not inputs_flat:
         raise ValueError("inputs must contain at least one [T, ...] tensor")
     lengths = {v.shape[0] for v in inputs_flat.values()}
@@ -848,7 +860,7 @@ def checkpointed_unroll(
     if plan.seq_len != seq_len:
         raise ValueError(f"plan is for T={plan.seq_len} steps but inputs have T={seq_len}")
     params = _resolve_parameters(step_fn, parameters)
-    state0_flat = _flatten(state0)
+    state0_flat = _flatten(state0, what="state0")
     machine = _Machine(step_fn, plan, state0_flat, inputs_flat, params, meter, preserve_rng_state, journal)
     machine.run_forward()
 

@@ -245,19 +245,19 @@ def report(results: dict) -> None:
         print(f"\n(c) {'actors':>6s} {'weights MiB':>12s} {'seconds':>8s}")
         for row in results["broadcast"]:
             print(f"    {row['actors']:6d} {row['weight_bytes'] / mib:12.2f} {row['seconds']:8.3f}")
-    if "learner" in results and "end_to_end" in results:
+    if "end_to_end" in results:
         one_actor = results["end_to_end"][0]["steps_per_s"]
-        learner = results["learner"][0]
-        results["absorbable_actors"] = absorbable_actors(learner["agent_steps_per_s"], one_actor)
+        learner = results["learner"][0] if "learner" in results else None
+        if learner is not None:
+            results["absorbable_actors"] = absorbable_actors(learner["agent_steps_per_s"], one_actor)
         print(f"\n(d) {'actors':>6s} {'agent steps/s':>14s} {'updates/s':>10s} {'x one actor':>12s}  bottleneck")
         for row in results["end_to_end"]:
-            row["bottleneck"] = "actors" if row["actors"] < results["absorbable_actors"] else "learner"
+            if learner is not None:
+                row["bottleneck"] = "actors" if row["actors"] < results["absorbable_actors"] else "learner"
             print(f"    {row['actors']:6d} {row['steps_per_s']:14,.0f} {row['updates_per_s']:10.2f} "
-                  f"{row['steps_per_s'] / one_actor:12.2f}  {row['bottleneck']}")
-        print(f"\none learner ({learner['core']}, {learner['device']}, batch {learner['batch_envs']}) trains "
-              f"{learner['agent_steps_per_s']:,.0f} agent steps/s; one actor gives {one_actor:,.0f}: it absorbs about "
-              f"{results['absorbable_actors']:.1f} actors; below that the actors are the bottleneck, above it the learner")
-    elif "end_to_end" in results:
-        print(f"\n(d) {'actors':>6s} {'agent steps/s':>14s} {'updates/s':>10s}")
-        for row in results["end_to_end"]:
-            print(f"    {row['actors']:6d} {row['steps_per_s']:14,.0f} {row['updates_per_s']:10.2f}")
+                  f"{row['steps_per_s'] / one_actor:12.2f}  {row.get('bottleneck', '(needs the learner row)')}")
+        if learner is not None:
+            print(f"\none learner ({learner['core']}, {learner['device']}, batch {learner['batch_envs']}) trains "
+                  f"{learner['agent_steps_per_s']:,.0f} agent steps/s; one actor gives {one_actor:,.0f}: it absorbs "
+                  f"about {results['absorbable_actors']:.1f} actors; below that the actors are the bottleneck, "
+                  "above it the learner")

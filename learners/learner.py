@@ -142,12 +142,20 @@ class Learner:
         unroll: an :class:`Unroll`; plain BPTT by default.
         intrinsic_rewards: an optional :class:`learners.intrinsic.IntrinsicRewards` stream.
         device: where the agent and the batch live during the update.
+        replicas: a :class:`learners.data_parallel.ReplicaSum` when this learner is one of N
+            data-parallel replicas, each given its share of every batch; None for one learner.
     """
 
     def __init__(
         self, agent: Agent, settings: LearnerSettings, unroll: Unroll | None = None, intrinsic_rewards=None,
-        device: str = "cpu",
+        device: str = "cpu", replicas=None,
     ):
+        if replicas is not None and intrinsic_rewards is not None:
+            raise ValueError(
+                "data-parallel learners cannot share the exploration bonus's density model yet: "
+                "use one learner with exploration.kind: pixelcnn"
+            )
+        self.replicas = replicas
         self.device = torch.device(device)
         self.agent = agent.to(self.device)
         self.intrinsic_rewards = intrinsic_rewards
@@ -155,7 +163,7 @@ class Learner:
         self.unroll = unroll if unroll is not None else PlainUnroll()
         self.step_fn = make_step_fn(agent)
         self.optimizer = self._make_optimizer()
-        self.advantage_normalizer = losses.AdvantageNormalizer(settings.advantage_normalization)
+        self.advantage_normalizer = losses.AdvantageNormalizer(settings.advantage_normalization, replicas=replicas)
         self.updates = 0
         self.skipped_updates = 0
         self.consecutive_skips = 0
@@ -228,9 +236,14 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         grad_norm = float("nan")
         skip_reason = "" if torch.isfinite(total) else f"non-finite loss ({float(total.detach())})"
+        if self.replicas is not None:  # every replica skips, or none does
+            if self.replicas.values([1.0 if skip_reason else 0.0])[0] and not skip_reason:
+                skip_reason = "non-finite loss on another replica's shard"
         if not skip_reason:
             with self.unroll.backward_context():
                 total.backward()
+            if self.replicas is not None:
+                self.replicas.gradients(list(self.agent.parameters()))
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.agent.parameters(), s.grad_clip))
             if not math.isfinite(grad_norm):
                 skip_reason = f"non-finite gradient norm ({grad_norm})"
@@ -239,12 +252,15 @@ class Learner:
         self._count(skip_reason)
 
         lag = [learner_version - v for v in batch.policy_versions] if learner_version is not None else [0]
+        terms = [float(loss.policy.detach()), float(loss.value.detach()), float(loss.entropy.detach()), float(total.detach())]
+        if self.replicas is not None:  # the whole batch's sums
+            terms = self.replicas.values(terms)
         metrics.update(
             {
-                "loss/policy": float(loss.policy.detach()),
-                "loss/value": float(loss.value.detach()),
-                "loss/entropy": float(loss.entropy.detach()),
-                "loss/total": float(total.detach()),
+                "loss/policy": terms[0],
+                "loss/value": terms[1],
+                "loss/entropy": terms[2],
+                "loss/total": terms[3],
                 "learner/grad_norm": grad_norm,
                 "learner/learning_rate": self.optimizer.param_groups[0]["lr"],
                 "learner/skipped_updates": float(self.skipped_updates),

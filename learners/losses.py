@@ -63,21 +63,33 @@ class AdvantageNormalizer:
       without reward events is not blown up to unit scale.
     """
 
-    def __init__(self, mode: str = "none", decay: float = 0.99):
+    def __init__(self, mode: str = "none", decay: float = 0.99, replicas=None):
         if mode not in ADVANTAGE_NORMALIZATIONS:
             raise ValueError(f"unknown advantage normalization {mode!r}; expected one of {', '.join(ADVANTAGE_NORMALIZATIONS)}")
         self.mode = mode
         self.decay = decay
+        self.replicas = replicas  # a learners.data_parallel.ReplicaSum: the moments of the whole batch
         self.second_moment = 0.0
         self.updates = 0
+
+    def _moments(self, advantages: torch.Tensor) -> tuple[float, float]:
+        """Mean and second moment of the whole batch's advantages, over every replica's shard."""
+        total, squares, count = self.replicas.values(
+            [float(advantages.sum()), float(advantages.pow(2).sum()), advantages.numel()]
+        )
+        return total / count, squares / count
 
     def __call__(self, advantages: torch.Tensor) -> torch.Tensor:
         advantages = advantages.detach()
         if self.mode == "batch":
-            return (advantages - advantages.mean()) / (advantages.std(unbiased=False) + 1e-8)
+            if self.replicas is None:
+                return (advantages - advantages.mean()) / (advantages.std(unbiased=False) + 1e-8)
+            mean, second = self._moments(advantages)
+            return (advantages - mean) / (math.sqrt(max(second - mean**2, 0.0)) + 1e-8)
         if self.mode == "running":
             self.updates += 1
-            self.second_moment = self.decay * self.second_moment + (1 - self.decay) * float(advantages.pow(2).mean())
+            second = self._moments(advantages)[1] if self.replicas is not None else float(advantages.pow(2).mean())
+            self.second_moment = self.decay * self.second_moment + (1 - self.decay) * second
             unbiased = self.second_moment / (1 - self.decay**self.updates)
             return advantages / math.sqrt(unbiased + 1e-8)
         return advantages

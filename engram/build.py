@@ -68,8 +68,9 @@ def learner_settings(config: Config) -> LearnerSettings:
     )
 
 
-def learner(config: Config, agent) -> Learner:
-    """The learner (in this process), with the configured BPTT mode and exploration bonus."""
+def learner(config: Config, agent, replicas=None) -> Learner:
+    """The learner (in this process), with the configured BPTT mode and exploration bonus;
+    ``replicas`` (a :class:`learners.data_parallel.ReplicaSum`) makes it one of N data-parallel replicas."""
     bptt, exploration = config.learner.bptt, config.exploration
     unroll = PlainUnroll()
     if bptt.mode != "full":
@@ -84,13 +85,15 @@ def learner(config: Config, agent) -> Learner:
         )
     return Learner(
         agent, learner_settings(config), unroll=unroll, intrinsic_rewards=intrinsic,
-        device=config.resources.learner_device,
+        device=config.resources.learner_device, replicas=replicas,
     )
 
 
-def endpoint(config: Config, make_agent, spec: EnvSpec) -> LearnerEndpoint:
-    """The learner with its side of the data path: it fetches, checks and batches rollouts."""
-    return LearnerEndpoint(learner(config, make_agent()), rollout_spec(config, spec, make_agent), config.rollouts_per_update)
+def endpoint(config: Config, make_agent, spec: EnvSpec, replicas=None) -> LearnerEndpoint:
+    """The learner with its side of the data path: it fetches, checks and batches rollouts
+    (a data-parallel replica batches its share: rollouts_per_update / num_learners)."""
+    share = config.rollouts_per_update // config.resources.num_learners
+    return LearnerEndpoint(learner(config, make_agent(), replicas), rollout_spec(config, spec, make_agent), share)
 
 
 def placed_learner(config: Config, make_agent, spec: EnvSpec):
@@ -103,7 +106,10 @@ def placed_learner(config: Config, make_agent, spec: EnvSpec):
 
     return RemoteLearner(
         functools.partial(endpoint, config, make_agent, spec),
+        num_learners=resources.num_learners,
+        device=resources.learner_device,
         num_gpus=resources.learner_gpus,
+        num_cpus=resources.learner_cpus,
         torch_threads=resources.learner_torch_threads,
     )
 

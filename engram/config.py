@@ -234,7 +234,12 @@ class ResourcesConfig(Section):
     actor_torch_threads: int = Field(1, gt=0, description="Torch intra-op threads per actor.")
     max_actor_restarts: int = Field(100, ge=0, description="Actor failures tolerated before the run stops.")
     learner_device: str = Field("cpu", description="Torch device of the learner: cpu, cuda, cuda:1, ...")
-    learner_gpus: float = Field(0.0, ge=0, description="GPUs Ray reserves for the learner.")
+    learner_gpus: float = Field(0.0, ge=0, description="GPUs Ray reserves for the learner (for each one, with num_learners).")
+    learner_cpus: float = Field(1.0, gt=0, description="CPUs Ray reserves for a learner that runs as a Ray actor.")
+    num_learners: int = Field(
+        1, gt=0, description="Data-parallel learner replicas (Ray actors), each on its share of every batch, "
+        "gradients summed with one all-reduce (gloo on CPU, NCCL on GPU).",
+    )
     learner_placement: Literal["auto", "driver", "actor"] = Field(
         "auto", description="auto: a Ray actor when learner_gpus > 0, else in the driver process."
     )
@@ -256,9 +261,17 @@ class ResourcesConfig(Section):
             raise ValueError(f"not a torch device: {device!r} (expected cpu, cuda, cuda:<index>, mps or xpu)")
         return device
 
+    @model_validator(mode="after")
+    def _replicas_are_actors(self) -> "ResourcesConfig":
+        if self.num_learners > 1 and self.learner_placement == "driver":
+            raise ValueError(f"num_learners={self.num_learners} runs the learners as Ray actors: "
+                             "learner_placement must be auto or actor")
+        return self
+
     @property
     def learner_is_actor(self) -> bool:
-        return self.learner_placement == "actor" or (self.learner_placement == "auto" and self.learner_gpus > 0)
+        return (self.learner_placement == "actor" or self.num_learners > 1
+                or (self.learner_placement == "auto" and self.learner_gpus > 0))
 
 
 # --- learner ---------------------------------------------------------------------------
@@ -521,6 +534,19 @@ class Config(Section):
                 f"learner.batch_size ({self.learner.batch_size}) must be a multiple of resources.envs_per_actor "
                 f"({self.resources.envs_per_actor}): each update takes whole rollouts"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _batch_splits_over_learners(self) -> "Config":
+        learners = self.resources.num_learners
+        if learners > 1 and self.rollouts_per_update % learners:
+            raise ValueError(
+                f"resources.num_learners ({learners}) must divide the rollouts per update "
+                f"({self.rollouts_per_update} = learner.batch_size / resources.envs_per_actor): "
+                "each replica takes whole rollouts"
+            )
+        if learners > 1 and self.exploration.kind != "none":
+            raise ValueError("exploration.kind=pixelcnn trains one density model: use resources.num_learners: 1")
         return self
 
     @model_validator(mode="after")

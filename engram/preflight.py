@@ -45,9 +45,7 @@ def resource_demand(config: Config) -> list[dict[str, float]]:
     resources = config.resources
     bundles = [{"CPU": resources.cpus_per_actor} for _ in range(resources.num_actors)]
     if resources.learner_is_actor:
-        from learners.remote_learner import LEARNER_CPUS
-
-        bundles.append({"CPU": LEARNER_CPUS, "GPU": resources.learner_gpus})
+        bundles += [{"CPU": resources.learner_cpus, "GPU": resources.learner_gpus}] * resources.num_learners
     return bundles
 
 

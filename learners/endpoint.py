@@ -34,7 +34,7 @@ class LearnedBatch:
     episode_returns: list[float]
     episode_lengths: list[int]
     rollout_refs: list  # the learned rollouts' object references, for the driver's telemetry
-    weights: PublishedWeights
+    weights: PublishedWeights | None  # None from a data-parallel replica that does not publish
 
 
 @dataclass
@@ -84,6 +84,15 @@ class LearnerEndpoint:
         ``version`` is the version of the weights the actors now act with; after a batch
         the new weights are published as ``version + 1``.
         """
+        reply = self.accept(rollout_refs, version)
+        if self.full:
+            reply.learned = self.learn(version)
+        reply.buffered = len(self._buffer)
+        reply.updates, reply.skipped_updates = self.learner.updates, self.learner.skipped_updates
+        return reply
+
+    def accept(self, rollout_refs: list, version: int) -> EndpointReply:
+        """Fetch, decode and check ``rollout_refs``; keep the good ones for the next batch."""
         import ray
 
         reply = EndpointReply()
@@ -97,15 +106,18 @@ class LearnerEndpoint:
                 reply.rejected.append((position, str(error)))
                 continue
             self._buffer.append((ref, rollout))
-        if len(self._buffer) >= self.rollouts_per_update:
-            batch = self._buffer[: self.rollouts_per_update]
-            self._buffer = self._buffer[self.rollouts_per_update :]
-            reply.learned = self._learn(batch, version)
         reply.buffered = len(self._buffer)
-        reply.updates, reply.skipped_updates = self.learner.updates, self.learner.skipped_updates
         return reply
 
-    def _learn(self, batch: list[tuple[object, wire.Rollout]], version: int) -> LearnedBatch:
+    @property
+    def full(self) -> bool:
+        return len(self._buffer) >= self.rollouts_per_update
+
+    def learn(self, version: int, *, publish: bool = True) -> LearnedBatch:
+        """One update on the first full batch held; with ``publish``, put the new weights in
+        the object store (a data-parallel replica other than the first does not)."""
+        batch = self._buffer[: self.rollouts_per_update]
+        self._buffer = self._buffer[self.rollouts_per_update :]
         rollouts = [rollout for _, rollout in batch]
         metrics = self.learner.update(rollouts, learner_version=version)
         return LearnedBatch(
@@ -114,7 +126,7 @@ class LearnerEndpoint:
             episode_returns=np.concatenate([r.episode_returns for r in rollouts]).tolist(),
             episode_lengths=np.concatenate([r.episode_lengths for r in rollouts]).tolist(),
             rollout_refs=[ref for ref, _ in batch],
-            weights=self.publish(version + 1),
+            weights=self.publish(version + 1) if publish else None,
         )
 
     def state_dict(self) -> dict:

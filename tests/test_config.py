@@ -125,3 +125,25 @@ def test_a_folder_with_metrics_but_no_checkpoint_is_not_reused_without_resume(tm
         check_run_dir(tmp_path, resume=False)
     assert (tmp_path / "metrics.jsonl").read_text() == '{"steps": 1}\n'
     assert not (tmp_path / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["resources.num_learners=3"], "must divide the rollouts per update"),  # smoke: 32 / 16 = 2 rollouts
+    (["resources.num_learners=2", "resources.learner_placement=driver"], "learner_placement must be auto or actor"),
+])
+def test_data_parallel_learners_are_refused_where_they_cannot_split_the_batch(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("configs/smoke.yaml", overrides)
+
+
+def test_data_parallel_learners_refuse_the_exploration_bonus():
+    with pytest.raises(ConfigError, match="num_learners: 1"):
+        load_config("configs/pong_lstm.yaml", ["resources.num_learners=2", "learner.batch_size=64", "exploration.kind=pixelcnn"])
+
+
+def test_two_learners_run_as_actors_and_reserve_a_bundle_each():
+    from engram.preflight import resource_demand
+
+    config = load_config("configs/smoke.yaml", ["resources.num_learners=2", "resources.learner_cpus=0.5"])
+    assert config.resources.learner_is_actor
+    assert resource_demand(config)[-2:] == [{"CPU": 0.5, "GPU": 0.0}] * 2

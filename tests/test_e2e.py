@@ -308,7 +308,7 @@ def test_a_lost_learner_actor_stops_the_run_with_the_cause_and_resume_continues_
     def kill_the_learner_after_a_checkpoint(hooks, progress, metrics, recent):
         real_call(hooks, progress, metrics, recent)
         if list((run_dir / "checkpoints").glob("ckpt-*.pt")):
-            ray.kill(hooks.learner._actor)
+            ray.kill(hooks.learner._replicas[0])
 
     monkeypatch.setattr(train_module._TrainingHooks, "__call__", kill_the_learner_after_a_checkpoint)
     with pytest.raises(LearnerLost, match="--resume"):
@@ -320,6 +320,35 @@ def test_a_lost_learner_actor_stops_the_run_with_the_cause_and_resume_continues_
         "resources.learner_placement=actor",
     ])
     train(again, str(run_dir), resume=True)
+    resumed, _ = Checkpointer(run_dir / "checkpoints").load_latest()
+    assert resumed["progress"]["env_steps"] >= saved["progress"]["env_steps"] + 2000
+    assert resumed["learner"]["updates"] > saved["learner"]["updates"]
+
+
+def test_two_data_parallel_learners_train_stay_identical_checkpoint_and_resume(ray_session, tmp_path):
+    """resources.num_learners=2: two learner actors, each on half of every batch (whole
+    rollouts), gradients summed over gloo; tests/test_data_parallel.py checks the weights
+    against one learner's."""
+    settings = ["telemetry.console=false", "resources.num_learners=2", "resources.learner_cpus=0.5",
+                "resources.num_actors=1"]
+    config = load_config("configs/smoke.yaml", ["run.total_steps=3000", *settings])
+    spec = build.probe_env(config)
+    make_agent = build.agent_factory(config, spec)
+    learner = build.placed_learner(config, make_agent, spec)
+    try:
+        progress = Driver(build.driver_settings(config), learner, build.env_factory(config, 0), make_agent).run()
+        first, second = learner.replica_states()
+    finally:
+        learner.close()
+    assert progress.env_steps >= 3000 and first["updates"] == second["updates"] > 0
+    for key, value in first["agent"].items():
+        assert torch.equal(value, second["agent"][key]), key
+
+    run_dir = tmp_path / "replicas"
+    train(config, str(run_dir))
+    saved, _ = Checkpointer(run_dir / "checkpoints").load_latest()
+    more = load_config("configs/smoke.yaml", [f"run.total_steps={saved['progress']['env_steps'] + 2000}", *settings])
+    train(more, str(run_dir), resume=True)
     resumed, _ = Checkpointer(run_dir / "checkpoints").load_latest()
     assert resumed["progress"]["env_steps"] >= saved["progress"]["env_steps"] + 2000
     assert resumed["learner"]["updates"] > saved["learner"]["updates"]

@@ -12,8 +12,9 @@
 # 4. `engram bench bptt --quick --device cuda`: the BPTT modes' time and memory on the device;
 # 5. Pong with a GPU learner actor and as many rollout actors as the machine's CPUs allow, for
 #    PONG_SECONDS (default 150): the steps per second a GPU box gives (its metrics.jsonl is kept).
-# Data-parallel learners and `engram bench scale` (issue 22 items 2 and 4) join this script
-# when they exist. Nothing here asserts a timing.
+# 6. `engram bench scale --device cuda`: the learner per core at batch 32 to 2,048 (docs/scaling.md).
+# Data-parallel learners over NCCL need two GPUs (NCCL refuses two replicas on one device): on a
+# machine with two, add `--set resources.num_learners=2` to step 3. Nothing here asserts a timing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/engram_gpu_check}
@@ -65,5 +66,9 @@ rate = [r["throughput/env_steps_per_s"] for r in rows if "throughput/env_steps_p
 updates = [r["throughput/learner_updates_per_s"] for r in rows if "throughput/learner_updates_per_s" in r][1:]
 print(f"{len(rows)} log lines; agent steps/s after the first: {[round(x) for x in rate]}; updates/s {[round(x, 2) for x in updates]}")
 PY
+
+echo "== 6. engram bench scale: the learner per core and batch on the device"
+"$PY" -m engram.cli bench scale --device cuda --updates 5 --batch-sizes 32,128,512,2048 \
+    --skip wire --skip broadcast --skip end_to_end --json "$OUT/scale_cuda.json" 2>&1 | tee "$OUT/scale_cuda.log"
 
 echo "all checks ran; outputs in $OUT"

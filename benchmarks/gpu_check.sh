@@ -13,8 +13,8 @@
 # 5. Pong with a GPU learner actor and as many rollout actors as the machine's CPUs allow, for
 #    PONG_SECONDS (default 150): the steps per second a GPU box gives (its metrics.jsonl is kept).
 # 6. `engram bench scale --device cuda`: the learner per core at batch 32 to 2,048 (docs/scaling.md).
-# Data-parallel learners over NCCL need two GPUs (NCCL refuses two replicas on one device): on a
-# machine with two, add `--set resources.num_learners=2` to step 3. Nothing here asserts a timing.
+# 3b runs two data-parallel learners (NCCL) where two GPUs are present, and says why not
+# otherwise. Nothing here asserts a timing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/engram_gpu_check}
@@ -42,6 +42,14 @@ timeout 600 "$PY" -m engram.cli train configs/smoke.yaml --set resources.learner
     --set resources.learner_gpus=1 --set run.total_steps=40000 --set telemetry.console=false --run-dir "$OUT/smoke_cuda" \
     2>&1 | tail -n 5 | tee "$OUT/smoke_cuda.log"
 test -n "$(ls "$OUT"/smoke_cuda/checkpoints/ckpt-*.pt 2>/dev/null)" || { echo "no checkpoint written"; exit 1; }
+if [ "$("$PY" -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
+    echo "== 3b. two data-parallel learners, one GPU each (NCCL)"
+    timeout 600 "$PY" -m engram.cli train configs/smoke.yaml --set resources.learner_device=cuda \
+        --set resources.learner_gpus=1 --set resources.num_learners=2 --set run.total_steps=40000 \
+        --set telemetry.console=false --run-dir "$OUT/smoke_cuda_2learners" 2>&1 | tail -n 5 | tee "$OUT/smoke_2learners.log"
+else
+    echo "== 3b. skipped: two data-parallel learners need two GPUs (NCCL refuses two replicas on one)"
+fi
 
 echo "== 4. engram bench bptt on the device"
 "$PY" -m benchmarks.bptt --quick --device cuda --json "$OUT/bptt_cuda.json" 2>&1 | tee "$OUT/bptt_cuda.log"

@@ -6,13 +6,14 @@
     forward, backward, optimiser step), for each config given, on ``--device``;
 (c) ``broadcast``: seconds from putting the weights in the object store until N actors hold them;
 (d) ``end_to_end``: agent steps per second of real training against the number of actors
-    (learner in the driver's process), as many as this machine's CPUs allow.
+    (as many as this machine's CPUs allow) and of learners (``--learners 1,2``: one in the
+    driver's process, or data-parallel learner actors).
 
 From these it prints the actors one learner absorbs (learner rate ÷ one actor's rate) and the
 bottleneck at each actor count; docs/scaling.md turns the same numbers into a cluster model.
 Nothing here asserts a time: the machines are shared, so read ratios from one run.
 
-    engram bench scale [--quick] [--device cuda] [--config ...] [--json PATH]
+    engram bench scale [--quick] [--device cuda] [--config ...] [--learners 1,2] [--json PATH]
 """
 
 from __future__ import annotations
@@ -152,16 +153,25 @@ def measure_broadcast(config, actor_counts: list[int], repeats: int) -> list[dic
     return results
 
 
-def measure_end_to_end(path: str, device: str, actor_counts: list[int], seconds: float) -> list[dict]:
-    """(d) steps per second of real training (learner in this process) against the actor count."""
+def measure_end_to_end(path: str, device: str, actor_counts: list[int], seconds: float,
+                       learner_counts: tuple[int, ...] = (1,)) -> list[dict]:
+    """(d) steps per second of real training against the actor count: one learner in this
+    process, or N data-parallel learner actors (their batch grows to N rollouts if smaller)."""
     from benchmarks.throughput import measure_training
     from engram.config import load_config
 
     results = []
-    for count in actor_counts:
-        trial = load_config(path, [f"resources.num_actors={count}", f"resources.learner_device={device}"])
-        measured = measure_training(trial, seconds)
-        results.append({"actors": count, **measured})
+    for learners in learner_counts:
+        for count in actor_counts:
+            overrides = [f"resources.num_actors={count}", f"resources.learner_device={device}"]
+            if learners > 1:
+                config = load_config(path)
+                batch = max(config.learner.batch_size, config.resources.envs_per_actor * learners)
+                overrides += [f"resources.num_learners={learners}", f"learner.batch_size={batch}",
+                              "resources.learner_cpus=0.5"]
+            trial = load_config(path, overrides)
+            measured = measure_training(trial, seconds)
+            results.append({"actors": count, "learners": learners, "batch_envs": trial.learner.batch_size, **measured})
     return results
 
 
@@ -182,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="end-to-end measurement time per actor count")
     parser.add_argument("--max-actors", type=int, default=None,
                         help="largest actor count for (d) (default: this machine's CPUs)")
+    parser.add_argument("--learners", default="1",
+                        help="comma-separated learner counts for (d); more than 1 runs data-parallel learner actors")
     parser.add_argument("--skip", action="append", default=[], choices=["wire", "learner", "broadcast", "end_to_end"],
                         help="leave a measurement out (repeatable)")
     parser.add_argument("--quick", action="store_true", help="3 updates, 8 s per actor count")
@@ -217,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         if "broadcast" not in args.skip:
             results["broadcast"] = measure_broadcast(base, [n for n in (1, 4, 16, 64) if n <= 4 * max_actors] or [1], 5)
         if "end_to_end" not in args.skip:
-            results["end_to_end"] = measure_end_to_end(paths[0], args.device, actor_counts, seconds)
+            learner_counts = tuple(int(n) for n in args.learners.split(",") if n.strip())
+            results["end_to_end"] = measure_end_to_end(paths[0], args.device, actor_counts, seconds, learner_counts)
     finally:
         if started_ray:
             ray.shutdown()
@@ -250,12 +263,14 @@ def report(results: dict) -> None:
         learner = results["learner"][0] if "learner" in results else None
         if learner is not None:
             results["absorbable_actors"] = absorbable_actors(learner["agent_steps_per_s"], one_actor)
-        print(f"\n(d) {'actors':>6s} {'agent steps/s':>14s} {'updates/s':>10s} {'x one actor':>12s}  bottleneck")
+        print(f"\n(d) {'learners':>8s} {'actors':>6s} {'batch':>6s} {'agent steps/s':>14s} {'updates/s':>10s} "
+              f"{'x one actor':>12s}  bottleneck")
         for row in results["end_to_end"]:
-            if learner is not None:
+            if learner is not None and row.get("learners", 1) == 1:
                 row["bottleneck"] = "actors" if row["actors"] < results["absorbable_actors"] else "learner"
-            print(f"    {row['actors']:6d} {row['steps_per_s']:14,.0f} {row['updates_per_s']:10.2f} "
-                  f"{row['steps_per_s'] / one_actor:12.2f}  {row.get('bottleneck', '(needs the learner row)')}")
+            print(f"    {row.get('learners', 1):8d} {row['actors']:6d} {row.get('batch_envs', 0):6d} "
+                  f"{row['steps_per_s']:14,.0f} {row['updates_per_s']:10.2f} "
+                  f"{row['steps_per_s'] / one_actor:12.2f}  {row.get('bottleneck', '')}")
         if learner is not None:
             print(f"\none learner ({learner['core']}, {learner['device']}, batch {learner['batch_envs']}) trains "
                   f"{learner['agent_steps_per_s']:,.0f} agent steps/s; one actor gives {one_actor:,.0f}: it absorbs "

@@ -80,7 +80,7 @@ def measure_training(config, seconds: float, warmup_updates: int = 5) -> dict:
     torch.set_num_threads(config.resources.learner_torch_threads)
     spec = build.probe_env(config)
     make_agent = build.agent_factory(config, spec)
-    learner = build.endpoint(config, make_agent, spec)
+    learner = build.placed_learner(config, make_agent, spec)  # in this process, or actors (num_learners > 1)
     marks: dict = {}
 
     def on_update(progress, metrics, rollouts):
@@ -92,8 +92,11 @@ def measure_training(config, seconds: float, warmup_updates: int = 5) -> dict:
         return "start" in marks and time.perf_counter() - marks["start"][0] >= seconds
 
     settings = build.driver_settings(config, total_steps=10**12)
-    Driver(settings, learner, build.env_factory(config, 0), make_agent, on_update=on_update,
-           should_stop=should_stop).run()
+    try:
+        Driver(settings, learner, build.env_factory(config, 0), make_agent, on_update=on_update,
+               should_stop=should_stop).run()
+    finally:
+        learner.close()
     (t0, s0, u0), (t1, s1, u1) = marks["start"], marks["end"]
     return {"steps_per_s": (s1 - s0) / (t1 - t0), "updates_per_s": (u1 - u0) / (t1 - t0)}
 

@@ -12,7 +12,8 @@ from engram.config import load_config
 @pytest.mark.e2e
 def test_bench_scale_counts_the_rollout_the_batch_and_the_weights(ray_session, tmp_path):
     out = tmp_path / "scale.json"
-    assert scale.main(["--config", "configs/smoke.yaml", "--quick", "--max-actors", "1", "--json", str(out)]) == 0
+    assert scale.main(["--config", "configs/smoke.yaml", "--quick", "--max-actors", "1", "--learners", "1,2",
+                       "--json", str(out)]) == 0
     results = json.loads(out.read_text())
 
     config = load_config("configs/smoke.yaml")
@@ -26,7 +27,8 @@ def test_bench_scale_counts_the_rollout_the_batch_and_the_weights(ray_session, t
     spec = build.probe_env(config)
     weights = build.agent_factory(config, spec)().state_dict()
     assert {row["weight_bytes"] for row in results["broadcast"]} == {sum(t.numel() * t.element_size() for t in weights.values())}
-    assert [row["actors"] for row in results["end_to_end"]] == [1]
+    assert [(row["learners"], row["actors"]) for row in results["end_to_end"]] == [(1, 1), (2, 1)]
+    assert all(row["steps_per_s"] > 0 for row in results["end_to_end"])
     assert results["absorbable_actors"] == pytest.approx(
         learner["agent_steps_per_s"] / results["end_to_end"][0]["steps_per_s"]
     )

@@ -27,8 +27,8 @@ SETUPS = {
             "agent.memory.word_size=8", "agent.memory.num_heads=2", "agent.memory.top_k=4"],
     "straw": ["agent.core=straw", "agent.straw.hidden_size=32", "agent.straw.plan_length=8",
               "agent.straw.patch_size=4"],
-    # a budget that makes the unroll recompute (recompute ratio 1.8 whole, 1.5 per half batch)
-    "lstm_checkpointed": ["learner.bptt.mode=msm", "learner.bptt.memory_budget=48KiB"],
+    # a 48-step unroll under a budget that makes it recompute (ratio 1.9 whole, 1.8 per half batch)
+    "lstm_checkpointed": ["learner.unroll_length=48", "learner.bptt.mode=msm", "learner.bptt.memory_budget=64KiB"],
     "lstm_batch_advantages": ["learner.advantage_normalization=batch"],
 }
 

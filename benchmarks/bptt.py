@@ -63,7 +63,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from learners import bptt
-from learners.bptt_plan import cost_lower_bound
+from learners.bptt_plan import MODES, cost_lower_bound
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Setup:
     input_size: int = 64
     output_size: int = 16
     budget_fractions: tuple[float, ...] = (0.02, 0.05, 0.10, 0.20)
-    modes: tuple[str, ...] = ("hsm", "ism", "msm")
+    modes: tuple[str, ...] = MODES
     repeats: int = 5
     sqrt_pairs: int = 0
     headline_pairs: int = 0
@@ -564,9 +564,9 @@ def main(argv: list[str] | None = None) -> dict:
         setup.batch = args.batch
     if args.modes is not None:
         modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-        unknown = [m for m in modes if m not in ("hsm", "ism", "msm")]
+        unknown = [m for m in modes if m not in MODES]
         if unknown or not modes:
-            parser.error(f"--modes: expected some of hsm, ism, msm, got {args.modes!r}")
+            parser.error(f"--modes: expected some of {', '.join(MODES)}, got {args.modes!r}")
         setup.modes = modes
     if args.budgets is not None:
         try:

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agents.core_names import CORES, MEMORY_CORES, STRAW_VARIANTS
-from learners.bptt_plan import MAX_UNITS
+from learners.bptt_plan import MAX_UNITS, MODES as CHECKPOINTED_MODES
 from learners.pseudo_count_settings import PseudoCountConfig
 
 
@@ -278,7 +278,7 @@ class ResourcesConfig(Section):
 class BPTTConfig(Section):
     """Memory-efficient BPTT (Gruslys et al. 2016): see learners/bptt_plan.py."""
 
-    mode: Literal["full", "hsm", "ism", "msm"] = Field(
+    mode: str = Field(
         "full", description="full: plain BPTT; hsm / ism / msm: DP-optimal checkpointing under memory_budget."
     )
     memory_budget: str | None = Field(
@@ -295,6 +295,13 @@ class BPTTConfig(Section):
         description="Meter the bytes held for backward (bptt/measured_peak_bytes) on the first update and every "
         "N-th after; the meter runs Python on every saved tensor, so 1 slows each update a little.",
     )
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, mode: str) -> str:
+        if mode not in ("full", *CHECKPOINTED_MODES):
+            raise ValueError(f"unknown BPTT mode {mode!r}; expected full or one of {', '.join(CHECKPOINTED_MODES)}")
+        return mode
 
     @field_validator("memory_budget")
     @classmethod

@@ -85,6 +85,7 @@ from torch import nn
 
 from learners.bptt_plan import (  # noqa: F401  (re-exported: learners.bptt.plan etc.)
     MAX_UNITS,
+    MODES,
     BudgetTooSmallError,
     Op,
     Plan,
@@ -313,7 +314,7 @@ def measure_step_bytes(
     )
 
 
-UNROLL_MODES = ("full", "hsm", "ism", "msm")
+UNROLL_MODES = ("full", *MODES)
 
 
 def make_plan(

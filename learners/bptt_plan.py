@@ -90,7 +90,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-MODES = ("hsm", "ism", "msm")
+MODES = ("hsm", "ism", "msm")  # the checkpointed modes: the one list (config, unroll, bench read it)
 
 # Move kinds in the choice tables.
 _SWEEP, _HIDDEN, _INTERNAL = 0, 1, 2

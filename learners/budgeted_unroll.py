@@ -24,7 +24,7 @@ import logging
 import torch
 
 from learners import bptt
-from learners.bptt_plan import MAX_UNITS, cost_lower_bound
+from learners.bptt_plan import MAX_UNITS, MODES, cost_lower_bound
 
 
 log = logging.getLogger("engram.bptt")
@@ -79,8 +79,8 @@ class BudgetedUnroll:
         self, mode: str, budget: int | str, parameters, measure_every: int = 1, open_journal=None,
         plan_units: int = MAX_UNITS,
     ):
-        if mode not in ("hsm", "ism", "msm"):
-            raise ValueError(f"budgeted unroll mode must be hsm, ism or msm, got {mode!r}")
+        if mode not in MODES:
+            raise ValueError(f"budgeted unroll mode must be one of {', '.join(MODES)}, got {mode!r}")
         if measure_every < 1:
             raise ValueError(f"measure_every must be >= 1, got {measure_every}")
         self.mode = mode

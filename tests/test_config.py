@@ -147,3 +147,10 @@ def test_two_learners_run_as_actors_and_reserve_a_bundle_each():
     config = load_config("configs/smoke.yaml", ["resources.num_learners=2", "resources.learner_cpus=0.5"])
     assert config.resources.learner_is_actor
     assert resource_demand(config)[-2:] == [{"CPU": 0.5, "GPU": 0.0}] * 2
+
+
+def test_an_unknown_bptt_mode_lists_the_modes_the_planner_knows():
+    from learners.bptt_plan import MODES
+
+    with pytest.raises(ConfigError, match="unknown BPTT mode 'mmm'; expected full or one of " + ", ".join(MODES)):
+        load_config("configs/smoke.yaml", ["learner.bptt.mode=mmm"])

@@ -75,7 +75,7 @@ def learner(config: Config, agent, replicas=None) -> Learner:
     unroll = PlainUnroll()
     if bptt.mode != "full":
         unroll = BudgetedUnroll(
-            bptt.mode, bptt.memory_budget, agent.parameters(), measure_every=bptt.measure_every,
+            bptt.mode, bptt.budget_bytes, agent.parameters(), measure_every=bptt.measure_every,
             open_journal=agent.open_journal, plan_units=bptt.plan_units,
         )
     intrinsic = None

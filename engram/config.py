@@ -312,6 +312,15 @@ class BPTTConfig(Section):
             parse_bytes(budget)
         return budget
 
+    @property
+    def budget_bytes(self) -> int | None:
+        """``memory_budget`` in bytes, parsed here once (None for full BPTT)."""
+        if self.memory_budget is None:
+            return None
+        from learners.bptt_plan import parse_bytes
+
+        return parse_bytes(self.memory_budget)
+
     @model_validator(mode="after")
     def _budget_given(self) -> "BPTTConfig":
         if self.mode != "full" and self.memory_budget is None:

@@ -69,7 +69,7 @@ def preview(config: Config) -> PlanPreview:
     if settings.mode == "full":
         sizes = measure_step(step_fn, state0, step_slice(first_step, 0), agent.parameters())
         return _preview(config, settings.mode, steps, batch, sizes)
-    unroll = BudgetedUnroll(settings.mode, settings.memory_budget, agent.parameters(), plan_units=settings.plan_units)
+    unroll = BudgetedUnroll(settings.mode, settings.budget_bytes, agent.parameters(), plan_units=settings.plan_units)
     journal = agent.open_journal(state0)
     try:
         started = time.perf_counter()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import operator
 
 import torch
 
@@ -63,7 +64,8 @@ class BudgetedUnroll:
 
     Args:
         mode: ``hsm``, ``ism`` or ``msm``.
-        budget: bytes, or a string such as ``"2GiB"``.
+        budget_bytes: the bytes the unroll may hold for backward (the config parses
+            ``learner.bptt.memory_budget`` once: ``BPTTConfig.budget_bytes``).
         parameters: the network's parameters (excluded from the byte counts).
         measure_every: meter the bytes held for backward on the first unroll and on every
             ``measure_every``-th after it. The meter runs Python on every saved tensor
@@ -76,7 +78,7 @@ class BudgetedUnroll:
     """
 
     def __init__(
-        self, mode: str, budget: int | str, parameters, measure_every: int = 1, open_journal=None,
+        self, mode: str, budget_bytes: int, parameters, measure_every: int = 1, open_journal=None,
         plan_units: int = MAX_UNITS,
     ):
         if mode not in MODES:
@@ -84,7 +86,16 @@ class BudgetedUnroll:
         if measure_every < 1:
             raise ValueError(f"measure_every must be >= 1, got {measure_every}")
         self.mode = mode
-        self.budget_bytes = bptt.parse_bytes(budget)
+        try:
+            budget_bytes = operator.index(budget_bytes)
+        except TypeError:
+            raise TypeError(
+                f"budget_bytes must be a whole number of bytes, got {budget_bytes!r} "
+                "(learners.bptt_plan.parse_bytes reads strings such as '2GiB')"
+            ) from None
+        if budget_bytes <= 0:
+            raise ValueError(f"budget_bytes must be positive, got {budget_bytes}")
+        self.budget_bytes = budget_bytes
         self.parameters = list(parameters)
         self.measure_every = measure_every
         self.open_journal = open_journal

@@ -101,7 +101,7 @@ def test_memory_core_budgeted_update_equals_plain_bptt(core):
 
 def test_bytes_are_metered_on_the_first_and_every_nth_unroll():
     agent, rollouts = _rollouts("lstm", T=12)
-    unroll = BudgetedUnroll("msm", "64MiB", agent.parameters(), measure_every=3)
+    unroll = BudgetedUnroll("msm", 64 * 2**20, agent.parameters(), measure_every=3)
     learner = Learner(agent, LearnerSettings.from_config(LearnerConfig()), unroll=unroll)
     metered, peaks = [], []
     for _ in range(7):
@@ -112,7 +112,7 @@ def test_bytes_are_metered_on_the_first_and_every_nth_unroll():
     assert 0 < peaks[0] <= metrics["bptt/budget_bytes"]
     assert peaks[1] == peaks[2] == peaks[0]  # in between, the latest measurement is reported
     with pytest.raises(ValueError, match="measure_every"):
-        BudgetedUnroll("msm", "64MiB", agent.parameters(), measure_every=0)
+        BudgetedUnroll("msm", 64 * 2**20, agent.parameters(), measure_every=0)
 
 
 def test_plan_units_cap_the_planners_memory_units():
@@ -121,8 +121,17 @@ def test_plan_units_cap_the_planners_memory_units():
     agent, rollouts = _rollouts("lstm", T=60)
     costs = {}
     for units in (32, 512):
-        unroll = BudgetedUnroll("msm", "64MiB", agent.parameters(), plan_units=units)
+        unroll = BudgetedUnroll("msm", 64 * 2**20, agent.parameters(), plan_units=units)
         Learner(agent, LearnerSettings.from_config(LearnerConfig()), unroll=unroll).update(rollouts, learner_version=0)
         assert unroll.plan.memory_units <= units
         costs[units] = unroll.plan.cost
     assert costs[512] < costs[32]
+
+
+def test_a_budget_string_is_parsed_by_the_config_not_by_the_unroll():
+    from engram.config import load_config
+
+    config = load_config("configs/smoke.yaml", ["learner.bptt.mode=msm", "learner.bptt.memory_budget=3MiB"])
+    assert config.learner.bptt.budget_bytes == 3 * 2**20
+    with pytest.raises(TypeError, match="whole number of bytes.*parse_bytes"):
+        BudgetedUnroll("msm", "3MiB", torch.nn.Linear(2, 2).parameters())

@@ -63,7 +63,7 @@ def test_step_sizes_do_not_depend_on_whether_the_first_step_starts_episodes():
             "prev_action": torch.zeros(1, 4, dtype=torch.int64), "prev_reward": torch.zeros(1, 4),
             "first": torch.full((1, 4), starts), "decisions": {},
         }
-        unroll = BudgetedUnroll("msm", "3MiB", agent.parameters())
+        unroll = BudgetedUnroll("msm", 3 * 2**20, agent.parameters())
         unroll.plan_for(step_fn, agent.initial_state(4), x, 31)
         sizes[starts] = unroll.step_bytes(31)
     assert sizes[False] == sizes[True]

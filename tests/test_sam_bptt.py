@@ -287,7 +287,7 @@ def test_budgeted_unroll_reserves_the_rows_in_use_and_replans_as_they_grow(caplo
         outputs["y"].sum().backward()
         return unroll.journal.rows_in_use, unroll.fixed_bytes
 
-    roomy = BudgetedUnroll("msm", "1MiB", list(core.parameters()), open_journal=core.open_journal)
+    roomy = BudgetedUnroll("msm", 2**20, list(core.parameters()), open_journal=core.open_journal)
     (few, fixed_sparse), (many, fixed_dense), (_, fixed_again) = (
         unroll_from(roomy, saved) for saved in (sparse, dense, sparse)
     )

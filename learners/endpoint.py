@@ -87,8 +87,8 @@ class LearnerEndpoint:
         reply = self.accept(rollout_refs, version)
         if self.full:
             reply.learned = self.learn(version)
-        reply.buffered = len(self._buffer)
-        reply.updates, reply.skipped_updates = self.learner.updates, self.learner.skipped_updates
+            reply.buffered = len(self._buffer)
+            reply.updates, reply.skipped_updates = self.counters()
         return reply
 
     def accept(self, rollout_refs: list, version: int) -> EndpointReply:
@@ -107,6 +107,7 @@ class LearnerEndpoint:
                 continue
             self._buffer.append((ref, rollout))
         reply.buffered = len(self._buffer)
+        reply.updates, reply.skipped_updates = self.counters()
         return reply
 
     @property

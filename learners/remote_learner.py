@@ -140,7 +140,7 @@ class RemoteLearner:
         assigned[0] += remaining  # more than the shares lack: the first replica holds them for later
         calls = {rank: r.accept.remote([rollout_refs[i] for i in assigned[rank]], version)
                  for rank, r in enumerate(self._replicas) if assigned[rank]}
-        reply = EndpointReply()
+        reply = EndpointReply(updates=self.updates, skipped_updates=self.skipped_updates)
         for rank, accepted in zip(calls, self._call(list(calls.values()))):
             reply.rejected += [(assigned[rank][position], reason) for position, reason in accepted.rejected]
             self._buffered[rank] = accepted.buffered
@@ -148,8 +148,8 @@ class RemoteLearner:
             learned = self._call([r.learn.remote(version, rank == 0) for rank, r in enumerate(self._replicas)])
             reply.learned = _combined(learned)
             self._buffered = [held - self._share for held in self._buffered]
+            reply.updates, reply.skipped_updates = self._call(self._replicas[0].counters.remote())
         reply.buffered = sum(min(held, self._share) for held in self._buffered)
-        reply.updates, reply.skipped_updates = self._call(self._replicas[0].counters.remote())
         return reply
 
     def publish(self, version: int) -> PublishedWeights:

@@ -6,12 +6,15 @@ one-CPU worker nodes) and watches it; ``engram train --address`` runs as a child
 Prints one JSON line of what it saw.
 
 ``multinode_run.py actor RUN_DIR``: two actors on two nodes; one node is lost, its actor waits
-for room, a node that joins later takes it, and the run goes on to its budget.
+for room, a node that joins later takes it, the run goes on, and Ctrl-C (SIGINT) stops it
+cleanly. The budget is out of reach on purpose: a run that ended at a budget could end before
+the node joins, since how soon it ends depends on the machine's speed.
 ``multinode_run.py learner RUN_DIR``: the learner in a Ray actor on a node of its own; that
 node is lost, the run stops with exit code 4, and ``--resume`` on a new node continues it.
 """
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +26,7 @@ from ray.util.state import list_actors
 
 from engram.checkpoint import Checkpointer
 
-TOTAL_STEPS = 100_000
+STEPS_AFTER_JOIN = 20_000  # what the actor scenario trains after the joined node took the actor
 
 
 def alive_actors() -> list:
@@ -42,10 +45,15 @@ def wait_for(condition, timeout_s: float, what: str):
     raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-def train_command(run_dir: str, address: str, *extra: str) -> list[str]:
+def latest_step(metrics: Path) -> int:
+    lines = metrics.read_text().splitlines() if metrics.exists() else []
+    return json.loads(lines[-1])["step"] if lines else 0
+
+
+def train_command(run_dir: str, address: str, *extra: str, total_steps: int) -> list[str]:
     return [
         str(Path(sys.executable).parent / "engram"), "train", "configs/smoke.yaml", "--run-dir", run_dir,
-        "--address", address, "--set", f"run.total_steps={TOTAL_STEPS}", "--set", "telemetry.console=false",
+        "--address", address, "--set", f"run.total_steps={total_steps}", "--set", "telemetry.console=false",
         "--set", "checkpoint.interval_s=1", "--set", "resources.cpus_per_actor=1", *extra,
     ]
 
@@ -56,7 +64,7 @@ def lose_an_actor_node(run_dir: str) -> dict:
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address)
-    command = train_command(run_dir, cluster.address, "--set", "resources.num_actors=2")
+    command = train_command(run_dir, cluster.address, "--set", "resources.num_actors=2", total_steps=10**12)
     training = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(Path(run_dir).with_suffix(".log"), "w"))
     try:
         metrics = Path(run_dir) / "metrics.jsonl"
@@ -64,7 +72,7 @@ def lose_an_actor_node(run_dir: str) -> dict:
                  180, "two actors and the first records")
         seen["nodes_before"] = sorted({a.node_id for a in alive_actors()})
         seen["worker_nodes"] = sorted(node.node_id for node in workers)
-        seen["steps_at_loss"] = json.loads(metrics.read_text().splitlines()[-1])["step"]
+        seen["steps_at_loss"] = latest_step(metrics)
         cluster.remove_node(workers[0])  # its actor dies with it; one CPU is left for two one-CPU actors
         seen["lost_node"] = workers[0].node_id
         time.sleep(5)
@@ -72,7 +80,10 @@ def lose_an_actor_node(run_dir: str) -> dict:
         joined = cluster.add_node(num_cpus=1)
         wait_for(lambda: joined.node_id in {a.node_id for a in alive_actors()}, 120, "an actor on the node that joined")
         seen["joined_node_has_an_actor"] = True
-        seen["exit_status"] = training.wait(timeout=400)
+        seen["steps_at_join"] = latest_step(metrics)
+        wait_for(lambda: latest_step(metrics) >= seen["steps_at_join"] + STEPS_AFTER_JOIN, 300, "training after the join")
+        training.send_signal(signal.SIGINT)  # what a user's Ctrl-C does: stop, checkpoint, exit 0
+        seen["exit_status"] = training.wait(timeout=120)
     finally:
         if training.poll() is None:
             training.terminate()
@@ -97,7 +108,9 @@ def lose_the_learner_node(run_dir: str) -> dict:
     ray.init(address=cluster.address)
     log = open(Path(run_dir).with_suffix(".log"), "w")
     extra = ("--set", "resources.num_actors=2", "--set", "resources.learner_placement=actor")
-    training = subprocess.Popen(train_command(run_dir, cluster.address, *extra), stdout=subprocess.DEVNULL, stderr=log)
+    # the loss ends this run; a budget it could reach first would race with it
+    first = train_command(run_dir, cluster.address, *extra, total_steps=10**12)
+    training = subprocess.Popen(first, stdout=subprocess.DEVNULL, stderr=log)
     try:
         checkpoints = Path(run_dir) / "checkpoints"
         wait_for(lambda: learner_actors() and list(checkpoints.glob("ckpt-*.pt")), 180, "the learner and a checkpoint")
@@ -112,8 +125,7 @@ def lose_the_learner_node(run_dir: str) -> dict:
     seen["message"] = Path(run_dir).with_suffix(".log").read_text()[-2000:]
     cluster.add_node(num_cpus=1)  # room for the learner again
     saved = Checkpointer(Path(run_dir) / "checkpoints").load_latest()[0]["progress"]["env_steps"]
-    resume = train_command(run_dir, cluster.address, *extra, "--resume")
-    resume[resume.index(f"run.total_steps={TOTAL_STEPS}")] = f"run.total_steps={saved + 3000}"
+    resume = train_command(run_dir, cluster.address, *extra, "--resume", total_steps=saved + 3000)
     seen["resume_status"] = subprocess.run(resume, stdout=subprocess.DEVNULL, stderr=log, timeout=300).returncode
     payload, _ = Checkpointer(Path(run_dir) / "checkpoints").load_latest()
     seen["saved_steps"], seen["resumed_steps"] = saved, payload["progress"]["env_steps"]

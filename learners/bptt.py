@@ -414,7 +414,7 @@ class _Checkpoint:
 
 def _detached(flat: dict[Path, Any]) -> dict[Path, Any]:
     """The leaves cut from the graph. A tensor outside autograd stays the same object, so
-    anything attached to it (SAM's undo log, LRU heap and index) stays with it."""
+    anything kept for it by identity (SAM's open undo log, LRU heap and index) stays with it."""
     return {p: (v.detach() if isinstance(v, torch.Tensor) and v.requires_grad else v) for p, v in flat.items()}
 
 

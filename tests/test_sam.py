@@ -201,7 +201,7 @@ def test_faiss_recall_after_many_incremental_writes():
         rows_written += 10
         if step % 50 == 0:
             index.search(memory, torch.randn(B, H, W, generator=generator), K)
-    assert sum(s.rebuilds for s in memory._engram_ann) >= 2  # rebuilt, but not every step
+    assert sum(s.rebuilds for s in index._structures[memory]) >= 2  # rebuilt, but not every step
     query = torch.randn(B, 64, W, generator=generator)
     approx = index.search(memory, query, K)
     exact = ExactIndex().search(memory, query, K)
@@ -249,3 +249,24 @@ def test_reset_inside_a_recorded_unroll_blocks_gradient_and_is_reverted():
     assert x.grad[5:, 0].abs().sum() > 0
     assert x.grad[:, 1].abs().sum() == 0
     torch.testing.assert_close(state["memory"], start, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("options", [{"lru": "heap"}, {"index": "faiss"}], ids=["lru-heap", "faiss"])
+def test_an_unpacked_state_steps_as_the_state_it_was_packed_from(options):
+    """The learner unpacks the actor's state: its LRU heap and index must see the rows the
+    state holds (started empty, the heap ran dry on a full memory and the index missed
+    every row written before the unroll)."""
+    torch.manual_seed(6)
+    core = SAMCore(3, hidden_size=8, memory_slots=48, word_size=4, num_heads=2, top_k=2, **options)
+    state = core.initial_state(2)
+    with torch.no_grad():
+        for _ in range(60):  # every row written at least once
+            _, state = core(torch.randn(2, 3), state)
+        assert bool((state["usage"] != 0).all())
+        unpacked = core.unpack_state(core.pack_state(state))
+        for _ in range(5):
+            features = torch.randn(2, 3)
+            out, state = core(features, state)
+            out_unpacked, unpacked = core(features, unpacked)
+            torch.testing.assert_close(out_unpacked.features, out.features, rtol=0, atol=0)
+            assert torch.equal(unpacked["read_indices"], state["read_indices"])

@@ -61,13 +61,9 @@ def snapshot(state):
 
 
 def restored(core, saved):
-    """A fresh copy of a saved state (its own tables, no attached log, heap or index)."""
-    state = {k: v.clone() for k, v in saved.items()}
-    if core.index.name == "faiss":
-        core.index.attach_empty(state["memory"])
-        core.index._state(state["memory"])  # rebuilt from the non-zero rows
-        del state["memory"]._engram_ann
-    return state
+    """A fresh copy of a saved state (its own tables: no open log, and the heap and the
+    index are built from its rows on first use)."""
+    return {k: v.clone() for k, v in saved.items()}
 
 
 def run(core, saved, inputs, unroll_plan):

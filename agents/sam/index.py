@@ -23,8 +23,11 @@ it is missing, asking for ``index="faiss"`` raises an ``ImportError`` that says 
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import torch
+from torch.utils.weak import WeakTensorKeyDictionary
 
 EPSILON = 1e-6  # in the cosine denominator: an all-zero row has similarity 0
 
@@ -47,21 +50,55 @@ def cosine_similarity(query: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return dot / (query.norm(dim=-1)[..., None] * row_norm + EPSILON)
 
 
+class MemoryIndex(Protocol):
+    """What the core asks of an index: the top-K search, and the events that change the
+    memory it indexes. An index keeps whatever it builds per memory tensor itself."""
+
+    name: str
+
+    def search(self, memory: torch.Tensor, query: torch.Tensor, k: int) -> torch.Tensor:
+        """Args: memory ``[B, N, W]``, query ``[B, H, W]``. Returns ``[B, H, k]`` int64."""
+
+    def written(self, memory: torch.Tensor, rows: torch.Tensor) -> None:
+        """Rows ``[B, M]`` int64 of each sequence were written."""
+
+    def reverted(self, memory: torch.Tensor, flat_rows: torch.Tensor) -> None:
+        """Flat rows ``b·N + i`` ``[P]`` were restored by the undo log."""
+
+    def reset(self, memory: torch.Tensor, sequences: torch.Tensor) -> None:
+        """Sequences ``[R]`` int64 had their memory cleared."""
+
+    def start_empty(self, memory: torch.Tensor) -> None:
+        """``memory`` is new and all zero."""
+
+    def forget(self, memory: torch.Tensor) -> None:
+        """``memory`` was filled behind the index's back: rebuild from its rows on next use."""
+
+
 class ExactIndex:
-    """Exact top-K by cosine similarity over all N rows (batched matmul + ``topk``)."""
+    """Exact top-K by cosine similarity over all N rows (batched matmul + ``topk``); it
+    keeps nothing between searches, so every event is a no-op."""
 
     name = "exact"
 
     def search(self, memory: torch.Tensor, query: torch.Tensor, k: int) -> torch.Tensor:
-        """Args: memory ``[B, N, W]``, query ``[B, H, W]``. Returns ``[B, H, k]`` int64."""
         with torch.no_grad():
             return cosine_similarity(query, memory).topk(k, dim=-1).indices
 
     def written(self, memory: torch.Tensor, rows: torch.Tensor) -> None:
-        """Rows ``[B, M]`` changed (nothing to do for an exact scan)."""
+        pass
+
+    def reverted(self, memory: torch.Tensor, flat_rows: torch.Tensor) -> None:
+        pass
 
     def reset(self, memory: torch.Tensor, sequences: torch.Tensor) -> None:
-        """Sequences ``[R]`` int64 had their memory cleared."""
+        pass
+
+    def start_empty(self, memory: torch.Tensor) -> None:
+        pass
+
+    def forget(self, memory: torch.Tensor) -> None:
+        pass
 
 
 class _SequenceIndex:
@@ -149,19 +186,22 @@ class FaissIndex:
         self.neighbours = neighbours
         self.ef_search = ef_search
         self.oversample = oversample
+        # memory tensor -> its per-sequence structures, for as long as the tensor lives
+        self._structures = WeakTensorKeyDictionary()
+
+    def _fresh(self, memory: torch.Tensor) -> list[_SequenceIndex]:
+        batch_size, num_rows, width = memory.shape
+        return [_SequenceIndex(width, num_rows, self.neighbours, self.ef_search) for _ in range(batch_size)]
 
     def _state(self, memory: torch.Tensor) -> list[_SequenceIndex]:
-        """Per-sequence structures, attached to the memory tensor (built if missing)."""
-        state = getattr(memory, "_engram_ann", None)
-        if state is None or len(state) != memory.shape[0]:
-            batch_size, num_rows, width = memory.shape
-            state = []
+        """Per-sequence structures of this memory tensor (built from its rows if missing)."""
+        state = self._structures.get(memory)
+        if state is None:
+            state = self._fresh(memory)
             nonzero = memory.detach().abs().sum(-1) != 0  # [B, N]
-            for b in range(batch_size):
-                sequence = _SequenceIndex(width, num_rows, self.neighbours, self.ef_search)
+            for b, sequence in enumerate(state):
                 sequence.written(torch.nonzero(nonzero[b]).view(-1).tolist())
-                state.append(sequence)
-            memory._engram_ann = state
+            self._structures[memory] = state
         return state
 
     def search(self, memory: torch.Tensor, query: torch.Tensor, k: int) -> torch.Tensor:
@@ -185,12 +225,12 @@ class FaissIndex:
             best = similarity.topk(k, dim=-1).indices  # [B, H, k]
         return candidates.gather(1, best.view(best.shape[0], -1)).view_as(best)
 
-    def attach_empty(self, memory: torch.Tensor) -> None:
-        """Attach empty structures to a memory known to be all zero (no O(N·W) scan)."""
-        batch_size, num_rows, width = memory.shape
-        memory._engram_ann = [
-            _SequenceIndex(width, num_rows, self.neighbours, self.ef_search) for _ in range(batch_size)
-        ]
+    def start_empty(self, memory: torch.Tensor) -> None:
+        """Empty structures for a memory known to be all zero (no O(N·W) scan)."""
+        self._structures[memory] = self._fresh(memory)
+
+    def forget(self, memory: torch.Tensor) -> None:
+        self._structures.pop(memory, None)
 
     def written(self, memory: torch.Tensor, rows: torch.Tensor) -> None:
         """Rows ``[B, M]`` int64 changed in each sequence (incremental update)."""
@@ -201,7 +241,7 @@ class FaissIndex:
 
     def reverted(self, memory: torch.Tensor, flat_rows: torch.Tensor) -> None:
         """Flat rows ``b·N + i`` ``[P]`` were restored by the undo log."""
-        state = getattr(memory, "_engram_ann", None)
+        state = self._structures.get(memory)
         if state is None:
             return
         flat = flat_rows.cpu().numpy()
@@ -212,15 +252,15 @@ class FaissIndex:
 
     def reset(self, memory: torch.Tensor, sequences: torch.Tensor) -> None:
         """Sequences ``[R]`` int64 had their memory cleared."""
-        state = getattr(memory, "_engram_ann", None)
+        state = self._structures.get(memory)
         if state is None:
             return
-        batch_size, num_rows, width = memory.shape
+        _, num_rows, width = memory.shape
         for b in sequences.tolist():
             state[b] = _SequenceIndex(width, num_rows, self.neighbours, self.ef_search)
 
 
-def make_index(kind: str, **options):
+def make_index(kind: str, **options) -> MemoryIndex:
     """``"exact"`` -> :class:`ExactIndex`; ``"faiss"`` -> :class:`FaissIndex`."""
     if kind == "exact":
         return ExactIndex()

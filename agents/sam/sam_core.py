@@ -103,6 +103,7 @@ class SparseMemoryCore(RecurrentCore):
         self.usage_threshold = usage_threshold
         self.lru = lru
         self.index = make_index(index, **(index_options or {}))
+        self.lru_heaps = usage_lib.LRUHeaps()  # of each usage tensor the heap serves
         self.output_size = output_size or hidden_size
         read_size = num_heads * word_size
         self.controller = nn.LSTMCell(input_size + read_size, hidden_size)
@@ -113,6 +114,15 @@ class SparseMemoryCore(RecurrentCore):
 
     # -- state ----------------------------------------------------------------------------
     def initial_state(self, batch_size: int, device: torch.device | None = None) -> State:
+        state = self._fresh_state(batch_size, device)
+        # The memory is known to be empty: start its side structures empty (no O(N) scans).
+        if self._use_heap(state["usage"]):
+            self.lru_heaps.start_empty(state["usage"])
+        self.index.start_empty(state["memory"])
+        return state
+
+    def _fresh_state(self, batch_size: int, device: torch.device | None) -> State:
+        """New state tensors, with no side structures (the LRU heap, the index) for them."""
         B, H, K, W, N = batch_size, self.num_heads, self.top_k, self.word_size, self.memory_slots
         floats = {"device": device, "dtype": self.interface.weight.dtype}
         zeros = torch.zeros(B, self.hidden_size, **floats)
@@ -127,11 +137,6 @@ class SparseMemoryCore(RecurrentCore):
             "time": torch.zeros(B, dtype=torch.int64, device=device),
             "token": torch.zeros(B, **floats),
         }
-        # The memory is known to be empty: attach empty side structures (no O(N) scans).
-        if self._use_heap(state["usage"]):
-            state["usage"]._engram_lru_heap = usage_lib.LRUHeap(state["usage"], empty=True)
-        if self.index.name == "faiss":
-            self.index.attach_empty(state["memory"])
         return state
 
     def _use_heap(self, usage: torch.Tensor) -> bool:
@@ -142,7 +147,7 @@ class SparseMemoryCore(RecurrentCore):
     def _least_used(self, usage: torch.Tensor) -> torch.Tensor:
         """I^U_t for every head: ``[B, H]`` int64."""
         if self._use_heap(usage):
-            return usage_lib.attached_heap(usage).least_recently_used(self.num_heads).to(usage.device)
+            return self.lru_heaps.of(usage).least_recently_used(self.num_heads).to(usage.device)
         return usage_lib.least_recently_used(usage, self.num_heads)
 
     def _record(self, state: State, log, indices: torch.Tensor, weights: torch.Tensor) -> None:
@@ -151,7 +156,7 @@ class SparseMemoryCore(RecurrentCore):
             log.record_rows(state["usage"], log.flat(indices).reshape(-1))
         usage_lib.record_access(state["usage"], state["time"], indices, weights, self.usage_threshold)
         if self._use_heap(state["usage"]):
-            usage_lib.attached_heap(state["usage"]).pushed(indices)
+            self.lru_heaps.of(state["usage"]).pushed(indices)
 
     def _watch(self, log, usage: torch.Tensor) -> None:
         """Keep the side structures in step with rows the log reverts (once per log)."""
@@ -160,10 +165,10 @@ class SparseMemoryCore(RecurrentCore):
         memory = log.memory
 
         def reverted(table, flat_rows):
-            if table is memory and self.index.name == "faiss":
+            if table is memory:
                 self.index.reverted(memory, flat_rows)
             elif table is usage and self._use_heap(usage):
-                usage_lib.attached_heap(usage).restored(flat_rows)
+                self.lru_heaps.of(usage).restored(flat_rows)
 
         log.on_revert.append(reverted)
 
@@ -285,11 +290,11 @@ class SparseMemoryCore(RecurrentCore):
                 log.record_rows(usage, rows_in_use(usage != 0, sequences))
             usage[sequences] = 0
         if self._use_heap(usage):
-            heap = usage_lib.attached_heap(usage)
+            heap = self.lru_heaps.of(usage)
             for b in sequences.tolist():
                 heap.rebuild(b)
         self.index.reset(memory, sequences)
-        fresh = self.initial_state(B, device=memory.device)
+        fresh = self._fresh_state(B, device=memory.device)
         reset: State = {}
         for name, value in state.items():
             if name in self.row_tables:
@@ -332,7 +337,7 @@ class SparseMemoryCore(RecurrentCore):
             index[b, : rows.numel()] = rows
         safe = index.clamp(min=0)
         batch = torch.arange(B, device=used.device)[:, None]
-        fresh = self.initial_state(1, device=used.device)
+        fresh = self._fresh_state(1, device=used.device)
         packed = {
             name: value.detach().clone()
             for name, value in state.items()
@@ -364,10 +369,11 @@ class SparseMemoryCore(RecurrentCore):
         return joined
 
     def unpack_state(self, packed: dict[str, torch.Tensor]) -> State:
-        """Inverse of :meth:`pack_state` (exact)."""
+        """Inverse of :meth:`pack_state` (exact). The row tables come back filled, so their
+        LRU heap and index are built from their rows on first use, not started empty."""
         index = packed["rows_index"]
         B, device = index.shape[0], index.device
-        state = self.initial_state(B, device=device)
+        state = self._fresh_state(B, device=device)
         valid = index >= 0
         batch = torch.arange(B, device=device)[:, None].expand_as(index)
         for name in self.row_tables:

@@ -38,8 +38,8 @@ class SDNCCore(SparseMemoryCore):
         self.link_size = link_size
         super().__init__(input_size, **kwargs)
 
-    def initial_state(self, batch_size, device=None):
-        state = super().initial_state(batch_size, device)
+    def _fresh_state(self, batch_size, device):
+        state = super()._fresh_state(batch_size, device)
         state.update(links_lib.initial_links(
             batch_size, self.memory_slots, self.link_size, device=device,
             dtype=self.interface.weight.dtype,

@@ -8,8 +8,8 @@ the T copies of M ∈ R^{N×W} that a functional (out-of-place) write would keep
 How the pieces fit:
 
 - The memory ``M`` ``[B, N, W]`` lives in the core state and is *mutated in place*; it
-  never enters autograd. An :class:`UndoLog` is attached to the memory tensor for the
-  duration of one recorded unroll. Every write appends one entry: the flat row indices it
+  never enters autograd. An :class:`UndoLog` is registered for the memory tensor
+  (:data:`OPEN_LOGS`) for the duration of one recorded unroll. Every write appends one entry: the flat row indices it
   touches and those rows' old values (``O(K·W)`` per head).
 - :class:`SparseWrite` (M_t = (1 − R_t) ⊙ M_{t−1} + w^W_t a_t^T, eq. 4 with R_t the
   erase of the LRU rows) and :class:`SparseGather` (the K rows a read uses, from M_t) are
@@ -44,7 +44,37 @@ backward pass rewrites the memory tensor in place.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
+
+
+class OpenLogs:
+    """The open undo log of each memory tensor, if it has one.
+
+    Held weakly: a log stays open while something uses it (the autograd graph of a
+    recorded unroll, a journal's owner), and closes by itself when nothing does. A log
+    holds its memory, so a memory with an open log cannot be freed and its ``id`` reused.
+    """
+
+    def __init__(self):
+        self._logs: weakref.WeakValueDictionary[int, UndoLog] = weakref.WeakValueDictionary()
+
+    def get(self, memory: torch.Tensor) -> UndoLog | None:
+        log = self._logs.get(id(memory))
+        return log if log is not None and log.memory is memory else None
+
+    def open(self, log: UndoLog) -> None:
+        if self.get(log.memory) is not None:
+            raise RuntimeError("memory already has an open undo log: backpropagate or discard it first")
+        self._logs[id(log.memory)] = log
+
+    def close(self, log: UndoLog) -> None:
+        if self.get(log.memory) is log:
+            del self._logs[id(log.memory)]
+
+
+OPEN_LOGS = OpenLogs()
 
 
 class UndoLog:
@@ -83,14 +113,12 @@ class UndoLog:
         that update ``tables`` ``[B, N, ...]`` (the memory among them) in place.
         ``rows_in_use``: of the ``B·N`` rows, how many any table holds other than fresh
         (default: all of them)."""
-        if open_log(memory) is not None:
-            raise RuntimeError("memory already has an open undo log: backpropagate or discard it first")
         log = cls(memory, journal=True)
         log.tables = list(tables)
         log.table_bytes = sum(_nbytes(t) for t in tables)
         if rows_in_use is not None:
             log.rows_in_use = rows_in_use
-        memory._engram_undo_log = log
+        OPEN_LOGS.open(log)
         return log
 
     @property
@@ -235,8 +263,7 @@ class UndoLog:
 
     def detach(self) -> None:
         """Forget the log (the tables keep their current value)."""
-        if getattr(self.memory, "_engram_undo_log", None) is self:
-            del self.memory._engram_undo_log
+        OPEN_LOGS.close(self)
         self._count(-self._buffer_bytes(self.keys, self.grad))
         self.grad = None
 
@@ -262,15 +289,16 @@ def _nbytes(tensor: torch.Tensor) -> int:
 
 def undo_log_for(memory: torch.Tensor) -> UndoLog:
     """The open undo log of ``memory``, opening one if there is none."""
-    log = getattr(memory, "_engram_undo_log", None)
+    log = OPEN_LOGS.get(memory)
     if log is None:
         log = UndoLog(memory)
-        memory._engram_undo_log = log
+        OPEN_LOGS.open(log)
     return log
 
 
 def open_log(memory: torch.Tensor) -> UndoLog | None:
-    return getattr(memory, "_engram_undo_log", None)
+    """The open undo log of ``memory``, or ``None``."""
+    return OPEN_LOGS.get(memory)
 
 
 def start_token(token: torch.Tensor) -> torch.Tensor:

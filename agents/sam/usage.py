@@ -21,8 +21,8 @@ Two implementations of the same order:
   reference, fast for small N.
 - :class:`LRUHeap` — per sequence, a pointer to the lowest never-accessed row plus a
   lazy-deletion min-heap of (time, row) for accessed rows: O(H·K·log) per step, flat in N.
-  It lives next to the ``usage`` tensor (attached to it) and is rebuilt from ``usage`` when
-  missing, so ``usage`` stays the single source of truth.
+  The core keeps one per ``usage`` tensor in its :class:`LRUHeaps` and rebuilds it from
+  ``usage`` when missing, so ``usage`` stays the single source of truth.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import heapq
 
 import numpy as np
 import torch
+from torch.utils.weak import WeakTensorKeyDictionary
 
 DEFAULT_THRESHOLD = 0.005  # δ of U(2)
 
@@ -82,14 +83,13 @@ class LRUHeap:
     Only CPU tensors are supported (the heap reads ``usage`` through a numpy view).
 
     Args:
-        usage: ``[B, N]`` int64 CPU tensor (kept by reference).
+        usage: ``[B, N]`` int64 CPU tensor (read through a numpy view of its storage).
         empty: the caller guarantees ``usage`` is all zero (skips the O(N) scan).
     """
 
     def __init__(self, usage: torch.Tensor, empty: bool = False):
         if usage.device.type != "cpu":
             raise ValueError(f"LRUHeap needs a CPU usage tensor, got device {usage.device}")
-        self.usage = usage
         self._view = usage.numpy()
         self.pointer = [0] * usage.shape[0]
         self.heap: list[list[tuple[int, int]]] = [[] for _ in range(usage.shape[0])]
@@ -165,10 +165,24 @@ class LRUHeap:
         return torch.from_numpy(out)
 
 
-def attached_heap(usage: torch.Tensor) -> LRUHeap:
-    """The :class:`LRUHeap` attached to this ``usage`` tensor, built on first use."""
-    heap = getattr(usage, "_engram_lru_heap", None)
-    if heap is None or heap.usage is not usage:
-        heap = LRUHeap(usage)
-        usage._engram_lru_heap = heap
-    return heap
+class LRUHeaps:
+    """One :class:`LRUHeap` per ``usage`` tensor, for as long as that tensor lives (a heap
+    reads its tensor's storage and never holds the tensor itself, so the entry goes with it)."""
+
+    def __init__(self):
+        self._heaps = WeakTensorKeyDictionary()
+
+    def of(self, usage: torch.Tensor) -> LRUHeap:
+        """The heap of ``usage``, built from its stamps on first use (O(B·N))."""
+        heap = self._heaps.get(usage)
+        if heap is None:
+            heap = self._heaps[usage] = LRUHeap(usage)
+        return heap
+
+    def start_empty(self, usage: torch.Tensor) -> None:
+        """``usage`` is known to be all zero: give it an empty heap (no O(N) scan)."""
+        self._heaps[usage] = LRUHeap(usage, empty=True)
+
+    def forget(self, usage: torch.Tensor) -> None:
+        """``usage`` was overwritten behind the heap's back: rebuild it on next use."""
+        self._heaps.pop(usage, None)

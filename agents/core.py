@@ -90,7 +90,7 @@ class RecurrentCore(nn.Module):
         return reset
 
     def open_journal(self, state: State):
-        """For checkpointed BPTT (``learners/bptt.py``): a core that updates part of
+        """For checkpointed BPTT (``learners/bptt/``): a core that updates part of
         ``state`` in place returns a journal of those changes, opened now; others ``None``."""
         return None
 

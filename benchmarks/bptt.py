@@ -3,7 +3,7 @@
 Compares, in one run and on one model:
 * full BPTT (autograd through a Python loop),
 * ``torch.utils.checkpoint`` over segments of ⌈√T⌉ steps (Chen et al. 2016),
-* BPTT-HSM / ISM / MSM from ``learners.bptt`` over a sweep of byte budgets (fractions of full
+* BPTT-HSM / ISM / MSM from ``learners.bptt.executor`` over a sweep of byte budgets (fractions of full
   BPTT's measured memory, plus the √T baseline's measured memory).
 
 Setup (ours; the paper's exact LSTM sizes were not checked): one ``nn.LSTMCell`` with
@@ -11,7 +11,7 @@ hidden 512, input 64, a linear head 512 -> 16 per step, batch 64, T = 1000, floa
 loss = Σ_t <w_t, y_t> with fixed random w. ``--quick``: T = 200, hidden 128, batch 16.
 ``--hidden``, ``--batch`` and ``--device`` (e.g. ``cuda``) change the setup.
 
-Memory = peak bytes held for backward, measured with ``learners.bptt.SavedTensorMeter``:
+Memory = peak bytes held for backward, measured with ``learners.bptt.meter.SavedTensorMeter``:
 tensors saved by autograd (saved-tensor hooks), each storage counted once, inputs and
 parameters excluded, plus the executor's hidden-state checkpoints. The checkpoint baseline
 uses the re-entrant ``torch.utils.checkpoint`` because the non-reentrant one installs its
@@ -62,8 +62,10 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from learners import bptt
-from learners.bptt_plan import MODES, cost_lower_bound
+from learners.bptt.executor import checkpointed_unroll
+from learners.bptt.meter import SavedTensorMeter, measure_step_bytes
+from learners.bptt.unroll import plan_within_budget
+from learners.bptt_plan import MODES, BudgetTooSmallError, cost_lower_bound
 
 
 @dataclass
@@ -155,8 +157,8 @@ class LSTMProblem:
     def loss(self, y: torch.Tensor) -> torch.Tensor:
         return (y * self.loss_weights).sum()
 
-    def meter(self) -> bptt.SavedTensorMeter:
-        return bptt.SavedTensorMeter(exclude=list(self.inputs.values()) + self.parameters)
+    def meter(self) -> SavedTensorMeter:
+        return SavedTensorMeter(exclude=list(self.inputs.values()) + self.parameters)
 
 
 def _segment_checkpointed_outputs(problem: LSTMProblem, state0, segment: int) -> torch.Tensor:
@@ -293,7 +295,7 @@ def run_benchmark(setup: Setup, log=print) -> dict:
     runs = []
 
     def full(meter):
-        outputs, _ = bptt.checkpointed_unroll(problem.step, problem.state0(), problem.inputs, None)
+        outputs, _ = checkpointed_unroll(problem.step, problem.state0(), problem.inputs, None)
         return outputs["y"]
 
     def first(row: Row, run) -> None:
@@ -317,7 +319,7 @@ def run_benchmark(setup: Setup, log=print) -> dict:
     sqrt_peak = rows[-1].peak_bytes
     log(f"torch.utils.checkpoint: {sqrt_peak / 2**20:.1f} MiB")
 
-    sizes = bptt.measure_step_bytes(problem.step, problem.state0(), {"features": problem.inputs["features"][0]}, problem.parameters)
+    sizes = measure_step_bytes(problem.step, problem.state0(), {"features": problem.inputs["features"][0]}, problem.parameters)
     log(
         f"measured: hidden state {sizes.hidden_bytes} B, internal state {sizes.internal_bytes} B; stored internal "
         f"state {sizes.stored_internal_bytes} B, chained {sizes.chained_internal_bytes} B"
@@ -328,14 +330,14 @@ def run_benchmark(setup: Setup, log=print) -> dict:
         for fraction, budget in sorted(budgets):
             started = time.perf_counter()
             try:
-                unroll_plan = bptt.make_plan(mode, T, budget, sizes)
-            except bptt.BudgetTooSmallError as error:
+                unroll_plan = plan_within_budget(mode, T, budget, sizes)
+            except BudgetTooSmallError as error:
                 log(f"{mode} at {fraction:.3f}: {error}")
                 continue
             plan_seconds = time.perf_counter() - started
 
             def run(meter, unroll_plan=unroll_plan):
-                outputs, _ = bptt.checkpointed_unroll(
+                outputs, _ = checkpointed_unroll(
                     problem.step, problem.state0(), problem.inputs, unroll_plan,
                     parameters=problem.parameters, meter=meter,
                 )

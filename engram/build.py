@@ -10,11 +10,11 @@ import numpy as np
 from agents.registry import build_agent
 from engram.config import Config
 from envs.registry import make_vector_env
-from learners.budgeted_unroll import BudgetedUnroll
+from learners.bptt.unroll import BudgetedUnroll, PlainUnroll
 from learners.driver import DriverSettings
 from learners.endpoint import LearnerEndpoint
 from learners.intrinsic import IntrinsicRewards
-from learners.learner import Learner, LearnerSettings, PlainUnroll
+from learners.learner import Learner, LearnerSettings
 from learners.rollout_check import RolloutSpec
 
 

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plan":
             from engram.config import load_config
             from engram.plan_preview import describe, preview
-            from learners.bptt import BudgetTooSmallError
+            from learners.bptt_plan import BudgetTooSmallError
 
             config = load_config(args.config, args.overrides)
             try:

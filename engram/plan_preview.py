@@ -1,7 +1,7 @@
 """``engram plan``: what a config's unroll will hold for backward and recompute, before training.
 
 It measures one step of the configured network at the configured batch, as the learner's
-first update does (``learners/budgeted_unroll.py``), and plans the unroll of
+first update does (``learners/bptt/unroll.py``), and plans the unroll of
 ``learner.unroll_length + 1`` steps (the bootstrap step included) under
 ``learner.bptt.memory_budget``. The observations are zeros: only shapes matter to the sizes.
 A memory core's fixed part is shown for a fresh memory and for a full one, since it grows
@@ -17,8 +17,9 @@ import torch
 
 from engram import build
 from engram.config import Config, ConfigError
-from learners import bptt
-from learners.budgeted_unroll import BudgetedUnroll, measure_step, step_slice
+from learners.bptt.meter import StepBytes
+from learners.bptt.unroll import BudgetedUnroll, measure_step, step_slice
+from learners.bptt_plan import Plan
 from learners.learner import make_step_fn
 
 
@@ -34,7 +35,7 @@ class PlanPreview:
     budget_bytes: int | None = None
     fixed_bytes_fresh: int | None = None  # in-place tables and their journal, fresh memory
     fixed_bytes_full: int | None = None  # the same, every row in use
-    plan: bptt.Plan | None = None
+    plan: Plan | None = None
     plan_seconds: float | None = None
     plan_units: int | None = None  # learner.bptt.plan_units
     held_back: bool = False  # a larger plan_units would store more steps
@@ -46,7 +47,7 @@ class PlanPreview:
 
 
 def preview(config: Config) -> PlanPreview:
-    """Measure and plan (raises :class:`learners.bptt.BudgetTooSmallError` with the
+    """Measure and plan (raises :class:`learners.bptt_plan.BudgetTooSmallError` with the
     minimum when the budget cannot hold a fresh memory's unroll)."""
     if config.run.kind != "rl":
         raise ConfigError(
@@ -90,7 +91,7 @@ def preview(config: Config) -> PlanPreview:
             journal.close()
 
 
-def _preview(config: Config, mode: str, steps: int, batch: int, sizes: bptt.StepBytes) -> PlanPreview:
+def _preview(config: Config, mode: str, steps: int, batch: int, sizes: StepBytes) -> PlanPreview:
     step = sizes.plain_step_bytes
     return PlanPreview(config.run.name, mode, steps, batch, sizes.hidden_bytes, step, steps * step)
 

@@ -5,7 +5,7 @@ The planner is pure (numpy, no torch). It answers: given a sequence of ``t`` ste
 memory of ``m`` units, in which order should the forward steps be run, which results
 should be stored and where, so that the backward pass costs the fewest forward step
 evaluations? :func:`plan` returns a :class:`Plan` whose ``actions`` the executor in
-:mod:`learners.bptt` runs.
+:mod:`learners.bptt.executor` runs.
 
 Cost and memory model (paper §3)
 --------------------------------

@@ -11,12 +11,10 @@ is rolled back (weights and optimiser state) and counted the same way; after
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import math
 from dataclasses import dataclass, fields
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -26,7 +24,7 @@ from agents.agent import Agent
 from agents.core import State
 from learners import losses
 from learners.batch import Batch, stack_rollouts
-from learners.budgeted_unroll import step_slice
+from learners.bptt.unroll import PlainUnroll, Unroll
 from learners.errors import DivergenceError
 from learners.exploration import mixed_monte_carlo_targets
 from learners.torso_health import alive_fractions
@@ -97,42 +95,6 @@ def step_inputs(batch: Batch) -> dict:
         "first": batch.firsts,
         "decisions": batch.decisions,
     }
-
-
-def full_unroll(step_fn, state0: State, inputs: dict) -> tuple[dict[str, torch.Tensor], State]:
-    """Plain BPTT: run ``step_fn`` over every step and stack the outputs ``[T, ...]``."""
-    length = inputs["obs"].shape[0]
-    state, outputs = state0, []
-    for t in range(length):
-        state, out = step_fn(state, step_slice(inputs, t))
-        outputs.append(out)
-    return {name: torch.stack([o[name] for o in outputs]) for name in outputs[0]}, state
-
-
-class Unroll(Protocol):
-    """How the learner runs the agent over a batch's steps: plain BPTT (:class:`PlainUnroll`)
-    or a checkpointed plan under a memory budget (:class:`learners.budgeted_unroll.BudgetedUnroll`)."""
-
-    def __call__(self, step_fn, state0: State, inputs: dict) -> tuple[dict[str, torch.Tensor], State]: ...
-
-    def backward_context(self) -> contextlib.AbstractContextManager:
-        """The context the loss's backward pass runs in."""
-
-    def metrics(self) -> dict[str, float]:
-        """Scalars about the last unroll, for telemetry."""
-
-
-class PlainUnroll:
-    """Plain BPTT: :func:`full_unroll`, every step's activations kept for the backward pass."""
-
-    def __call__(self, step_fn, state0: State, inputs: dict) -> tuple[dict[str, torch.Tensor], State]:
-        return full_unroll(step_fn, state0, inputs)
-
-    def backward_context(self) -> contextlib.AbstractContextManager:
-        return contextlib.nullcontext()
-
-    def metrics(self) -> dict[str, float]:
-        return {}
 
 
 class Learner:

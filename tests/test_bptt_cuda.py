@@ -2,7 +2,7 @@
 dropout replayed from the CUDA RNG state the executor saves at its checkpoints.
 
 Skipped (and reported as skipped) on machines without CUDA, which includes CI. Imports
-nothing beyond torch and learners.bptt, so it runs on a bare GPU image:
+nothing beyond torch, learners.bptt and learners.bptt_plan, so it runs on a bare GPU image:
 ``python -m pytest tests/test_bptt_cuda.py``.
 """
 
@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from learners.bptt import Op, checkpointed_unroll, plan
+from learners.bptt.executor import checkpointed_unroll
+from learners.bptt_plan import Op, plan
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

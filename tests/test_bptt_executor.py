@@ -1,4 +1,4 @@
-"""Tests of the checkpointed unroll executor (learners/bptt.py): float64 gradients against
+"""Tests of the checkpointed unroll executor (learners/bptt/): float64 gradients against
 plain BPTT (autograd through a plain Python loop) for an LSTM cell, a GRU cell and the engram
 LSTM agent, step counts against Plan.cost, and bytes held for backward against the budget."""
 
@@ -10,18 +10,12 @@ from torch import nn
 
 from agents.agent import Agent
 from agents.lstm_core import LSTMCore
-from learners import bptt
-from learners.bptt import (
-    BudgetTooSmallError,
-    Op,
-    SavedTensorMeter,
-    StepBytes,
-    checkpointed_unroll,
-    make_plan,
-    measure_step_bytes,
-    plan,
-    plan_for_budget,
-)
+from learners.bptt import executor
+from learners.bptt.executor import checkpointed_unroll
+from learners.bptt.meter import SavedTensorMeter, StepBytes, measure_step_bytes
+from learners.bptt.step_values import flatten
+from learners.bptt.unroll import plan_within_budget
+from learners.bptt_plan import BudgetTooSmallError, Op, plan, plan_for_budget
 
 T, B = 11, 3
 PLANS = [
@@ -105,8 +99,8 @@ def make_agent():
 
 def loss_of(outputs, final_state, weights):
     """A loss touching every output and the final state, with fixed random weights."""
-    flat_out = bptt._flatten(outputs)
-    flat_state = bptt._flatten(final_state)
+    flat_out = flatten(outputs)
+    flat_state = flatten(final_state)
     total = 0.0
     for path, value in sorted({**flat_out, **{("state",) + k: v for k, v in flat_state.items()}}.items()):
         if isinstance(value, torch.Tensor) and value.is_floating_point():
@@ -125,7 +119,7 @@ def gradients(step, state0, inputs, params, unroll_plan):
     for p in params:
         p.grad = None
     loss.backward()
-    state_leaves = [v for v in bptt._flatten(state0).values() if isinstance(v, torch.Tensor)]
+    state_leaves = [v for v in flatten(state0).values() if isinstance(v, torch.Tensor)]
     grads = [p.grad.clone() for p in params] + [s.grad.clone() for s in state_leaves]
     return loss.detach(), grads, outputs, final_state, counted.calls
 
@@ -142,9 +136,9 @@ def test_gradients_equal_plain_bptt_for_every_mode_and_budget(make):
         torch.testing.assert_close(loss, ref_loss, rtol=0, atol=1e-10)
         for got, want in zip(grads, ref_grads):
             torch.testing.assert_close(got, want, rtol=0, atol=1e-10, msg=f"{mode} m={memory}")
-        for path, value in bptt._flatten(ref_out).items():
-            assert torch.equal(bptt._flatten(outputs)[path], value)
-        assert bptt._flatten(final_state).keys() == bptt._flatten(ref_final).keys()
+        for path, value in flatten(ref_out).items():
+            assert torch.equal(flatten(outputs)[path], value)
+        assert flatten(final_state).keys() == flatten(ref_final).keys()
         if "count" in final_state:  # a non-tensor state leaf passes through
             assert final_state["count"] == ref_final["count"] == T
 
@@ -274,13 +268,13 @@ def test_bytes_held_for_backward_stay_within_budget(mode):
     conservative = StepBytes(sizes.hidden_bytes, sizes.internal_bytes)  # no chaining discount
     for budget in (minimum, minimum + 3 * sizes.hidden_bytes, full // 5, full // 3, full // 2):
         for step_bytes in (sizes, conservative):
-            unroll_plan = make_plan(mode, seq_len, budget, step_bytes)
+            unroll_plan = plan_within_budget(mode, seq_len, budget, step_bytes)
             peak = run_metered(step, state0, inputs, params, unroll_plan)
             assert peak <= budget, (mode, budget, peak, str(unroll_plan))
             if mode == "hsm":  # tight: the meter sees the checkpoints the plan stores
                 assert peak >= unroll_plan.peak_bytes - 2 * sizes.hidden_bytes
         if mode != "hsm" and budget >= full // 3:  # chained sizes buy recomputation
-            assert make_plan(mode, seq_len, budget, sizes).cost < make_plan(mode, seq_len, budget, conservative).cost
+            assert plan_within_budget(mode, seq_len, budget, sizes).cost < plan_within_budget(mode, seq_len, budget, conservative).cost
     with pytest.raises(BudgetTooSmallError, match=str(minimum)):
         plan_for_budget(seq_len, minimum - 1, sizes.hidden_bytes, sizes.internal_bytes, mode=mode)
 
@@ -296,12 +290,18 @@ def test_meter_counts_shared_storage_once():
     assert meter.live_bytes == 0
 
 
-def test_make_plan_switches_modes():
+def test_plan_within_budget_takes_the_fixed_part_off_and_refuses_what_it_cannot_plan():
     sizes = StepBytes(hidden_bytes=1000, internal_bytes=3000)
-    assert make_plan("full", 50, "1MiB", sizes) is None
-    assert make_plan("msm", 50, "40kB", sizes).cost == plan_for_budget(50, 40_000, 1000, 3000, "msm").cost
-    with pytest.raises(ValueError, match="unroll mode"):
-        make_plan("fast", 50, "1MiB", sizes)
+    assert plan_within_budget("msm", 50, 40_000, sizes).cost == plan_for_budget(50, 40_000, 1000, 3000, "msm").cost
+    fixed = StepBytes(hidden_bytes=1000, internal_bytes=3000, fixed_bytes=10_000)
+    assert plan_within_budget("msm", 50, 50_000, fixed).cost == plan_for_budget(50, 40_000, 1000, 3000, "msm").cost
+    with pytest.raises(BudgetTooSmallError, match="held whatever the plan"):
+        plan_within_budget("msm", 50, 12_000, fixed)
+    for mode in ("fast", "full"):  # plain BPTT has no plan: PlainUnroll
+        with pytest.raises(ValueError, match="hsm, ism, msm"):
+            plan_within_budget(mode, 50, 40_000, sizes)
+    with pytest.raises(TypeError, match="parse_bytes"):
+        plan_within_budget("msm", 50, "40kB", sizes)
 
 
 def test_chained_internal_states_backpropagate_in_one_call(monkeypatch):
@@ -312,7 +312,7 @@ def test_chained_internal_states_backpropagate_in_one_call(monkeypatch):
     ref_loss, ref_grads, *_ = gradients(step, state0, inputs, params, None)
     calls = []
     real_grad = torch.autograd.grad
-    monkeypatch.setattr(bptt.torch.autograd, "grad", lambda *a, **k: calls.append(1) or real_grad(*a, **k))
+    monkeypatch.setattr(executor.torch.autograd, "grad", lambda *a, **k: calls.append(1) or real_grad(*a, **k))
     whole = plan(T, 1 + (T - 1) * 3, "ism", alpha=3)
     assert whole.cost == T
     _, grads, *_ = gradients(step, state0, inputs, params, whole)

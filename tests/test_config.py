@@ -77,7 +77,7 @@ def test_cli_missing_config_exits_2(tmp_path, capsys):
 
 def test_memory_cores_take_a_checkpointed_unroll_with_their_journal():
     from engram import build
-    from learners.budgeted_unroll import BudgetedUnroll
+    from learners.bptt.unroll import BudgetedUnroll
 
     overrides = [
         "learner.bptt.mode=msm", "learner.bptt.memory_budget=512MiB", "agent.memory.memory_slots=64",

@@ -11,8 +11,8 @@ from actors.rollout import PublishedWeights, RolloutWorker
 from agents.registry import build_agent
 from engram.config import LearnerConfig
 from envs.registry import make_vector_env
-from learners.bptt import BudgetTooSmallError
-from learners.budgeted_unroll import BudgetedUnroll
+from learners.bptt.unroll import BudgetedUnroll
+from learners.bptt_plan import BudgetTooSmallError
 from learners.learner import Learner, LearnerSettings
 
 

@@ -12,7 +12,7 @@ from engram import build
 from engram.cli import main
 from engram.config import load_config
 from engram.plan_preview import describe, preview
-from learners.budgeted_unroll import BudgetedUnroll
+from learners.bptt.unroll import BudgetedUnroll
 from learners.learner import make_step_fn
 
 MAZE = ["resources.envs_per_actor=4", "learner.batch_size=4", "learner.unroll_length=30", "agent.lstm.hidden_size=32"]

@@ -12,7 +12,8 @@ from agents.registry import build_agent
 from engram.config import LearnerConfig
 from envs.registry import make_vector_env
 from learners.batch import stack_rollouts
-from learners.learner import Learner, LearnerSettings, full_unroll, make_step_fn, step_inputs
+from learners.bptt.unroll import PlainUnroll
+from learners.learner import Learner, LearnerSettings, make_step_fn, step_inputs
 
 
 def _worker(T=9, num_envs=4, delay=2):
@@ -44,7 +45,7 @@ def test_learner_recomputes_the_behaviour_logits():
     for rollout in rollouts:
         batch = stack_rollouts([rollout], agent)
         with torch.no_grad():
-            outputs, _ = full_unroll(make_step_fn(agent), batch.initial_state, step_inputs(batch))
+            outputs, _ = PlainUnroll()(make_step_fn(agent), batch.initial_state, step_inputs(batch))
         torch.testing.assert_close(outputs["logits"], batch.behaviour_logits, rtol=0, atol=1e-6)
 
 
@@ -86,7 +87,7 @@ def test_sam_rollouts_replay_exactly_even_across_weight_updates():
     for rollout, agent in zip(rollouts, agents):
         batch = stack_rollouts([rollout], agent)
         with torch.no_grad():
-            outputs, _ = full_unroll(make_step_fn(agent), batch.initial_state, step_inputs(batch))
+            outputs, _ = PlainUnroll()(make_step_fn(agent), batch.initial_state, step_inputs(batch))
         torch.testing.assert_close(outputs["logits"], batch.behaviour_logits, rtol=0, atol=1e-5)
     # rollouts of different lengths of touched rows still stack into one batch
     batch = stack_rollouts(rollouts[:2], agents[0])

@@ -1,4 +1,4 @@
-"""SAM and SDNC under checkpointed BPTT (learners/bptt.py with the undo log as a journal).
+"""SAM and SDNC under checkpointed BPTT (learners/bptt/ with the undo log as a journal).
 
 The reference is plain BPTT through the same core: autograd over a Python loop, with the
 undo log reverting the in-place memory in its own backward (itself checked against a
@@ -14,8 +14,9 @@ import torch
 from agents.sam import SAMCore
 from agents.sam.sdnc_core import SDNCCore
 from agents.sam.undo_log import UndoLog, open_log
-from learners import bptt
-from learners.bptt import checkpointed_unroll, plan
+from learners.bptt.executor import checkpointed_unroll
+from learners.bptt.meter import measure_step_bytes
+from learners.bptt_plan import minimum_budget_bytes, plan
 
 T, B, F_IN = 12, 2, 5
 PLANS = [("hsm", 1, None), ("hsm", 3, None), ("ism", 4, 2), ("msm", 2, 2), ("msm", 5, 3), ("msm", 4 * T, 3)]
@@ -184,7 +185,7 @@ def test_in_place_tables_are_not_hidden_state_bytes():
     mark = journal.mark()
     step = Step(core)
     x0 = {"features": inputs["features"][0], "first": inputs["first"][0]}
-    sizes = bptt.measure_step_bytes(step, state, x0, list(core.parameters()), in_place=journal.tables)
+    sizes = measure_step_bytes(step, state, x0, list(core.parameters()), in_place=journal.tables)
     journal.rewind(mark)
     controller = 2 * B * core.hidden_size + B * core.num_heads * (core.word_size + core.top_k) + B
     assert sizes.hidden_bytes == controller * 8  # h, c, r, w^R and the token: no memory
@@ -269,8 +270,8 @@ def test_budgeted_unroll_reserves_the_rows_in_use_and_replans_as_they_grow(caplo
     memory; a fuller memory gets a larger reserve and a plan of its own, and a budget that
     cannot hold a full memory is reported at the first unroll and fails, naming the budget
     it needs, once the rows in use outgrow it."""
-    from learners.bptt import BudgetTooSmallError
-    from learners.budgeted_unroll import BudgetedUnroll
+    from learners.bptt_plan import BudgetTooSmallError
+    from learners.bptt.unroll import BudgetedUnroll
 
     core = make_core("sam", memory_slots=64)  # 128 rows: reserves grow in steps of 8
     sparse, dense = warmed_state(core, 2), warmed_state(core, 20)
@@ -291,7 +292,7 @@ def test_budgeted_unroll_reserves_the_rows_in_use_and_replans_as_they_grow(caplo
     assert fixed_dense - fixed_sparse == (-(-many // 8) - -(-few // 8)) * 8 * reset_row
     assert fixed_again == fixed_sparse and len(roomy._plans) == 2
 
-    least_plan = bptt.minimum_budget_bytes(roomy._sizes[12].hidden_bytes, roomy._sizes[12].internal_bytes)
+    least_plan = minimum_budget_bytes(roomy._sizes[12].hidden_bytes, roomy._sizes[12].internal_bytes)
     tight = BudgetedUnroll(
         "msm", fixed_sparse + least_plan + 100, list(core.parameters()), open_journal=core.open_journal
     )

@@ -371,7 +371,8 @@ class Float64Torso(torch.nn.Module):
 
 @pytest.mark.parametrize("variant", ["straw", "strawe", "straw_re"])
 def test_checkpointed_unroll_gives_exact_gradients_with_replayed_decisions(variant):
-    from learners import bptt
+    from learners.bptt.executor import checkpointed_unroll
+    from learners.bptt_plan import plan
     torch.manual_seed(14)
     agent = Agent(
         Float64Torso(OBS_SIZE, 8), lambda size: make_core(variant, input_size=size), NUM_ACTIONS
@@ -398,7 +399,7 @@ def test_checkpointed_unroll_gives_exact_gradients_with_replayed_decisions(varia
     weights = {}
 
     def loss_and_gradients(unroll_plan):
-        outputs, final_state = bptt.checkpointed_unroll(
+        outputs, final_state = checkpointed_unroll(
             step, initial, inputs, unroll_plan, parameters=parameters
         )
         total = 0.0
@@ -414,7 +415,7 @@ def test_checkpointed_unroll_gives_exact_gradients_with_replayed_decisions(varia
     # The replayed unroll reproduces the actor's logits exactly.
     for t, output in enumerate(acted):
         assert torch.equal(reference_outputs["logits"][t], output.logits)
-    for unroll_plan in (bptt.plan(12, 3, "hsm"), bptt.plan(12, 4, "msm", alpha=2)):
+    for unroll_plan in (plan(12, 3, "hsm"), plan(12, 4, "msm", alpha=2)):
         outputs, got = loss_and_gradients(unroll_plan)
         assert torch.equal(outputs["logits"], reference_outputs["logits"])
         for g, want in zip(got, reference):

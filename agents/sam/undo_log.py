@@ -25,7 +25,7 @@ How the pieces fit:
 - Steps after the last one that reaches the loss are never visited by autograd; a
   backward call first reverts every later entry (:meth:`UndoLog.rewind_to`).
 - *Journal mode* (:meth:`UndoLog.open_journal`, for checkpointed BPTT in
-  ``learners/bptt.py``): the log also records writes made without grad and the old rows of
+  ``learners/bptt/executor.py``): the log also records writes made without grad and the old rows of
   the other tables a step updates in place (``usage``, SDNC's links; same stack,
   :meth:`UndoLog.record_rows`), stays open when it is rewound to its start, and allows
   recording after backward has started. The executor can then rewind every table to a

@@ -52,8 +52,8 @@ State updated in place (SAM's memory)
 A core that updates part of its state in place (SAM / SDNC: the memory, usage and link
 tables, ``agents/sam/undo_log.py``) cannot be checkpointed by keeping references: every
 state shares those tables. Such a core opens a *journal* on the state and the executor
-takes it as ``journal``: an object with ``mark() -> position``, ``rewind(position)``,
-``close()`` and ``tables`` (the tensors changed in place). The journal records every
+takes it as ``journal`` (a :class:`Journal`: ``mark() -> position``, ``rewind(position)``,
+``close()`` and ``tables``, the tensors changed in place). The journal records every
 in-place change, with or without grad; the executor marks it with each checkpoint and
 rewinds it on each RESTORE, so a recomputed segment starts from the tables as they were
 at its checkpoint. ``tables`` pass through as non-differentiable state (no gradient flows
@@ -61,319 +61,51 @@ into them through the state; SAM's own Functions carry ∂L/∂M) and are never 
 checkpoint. After the backward pass the tables are back at their value before step 0 and
 the journal is closed.
 
-Memory accounting (ARCHITECTURE.md "Conventions")
--------------------------------------------------
-:class:`SavedTensorMeter` counts bytes held for backward: tensors saved by autograd (via
-``torch.autograd.graph.saved_tensors_hooks``), each storage once, inputs and parameters
-excluded, plus the executor's hidden-state checkpoints. :func:`measure_step_bytes` uses it
-on one traced step to size hidden and internal states for
-:func:`learners.bptt_plan.plan_for_budget`; :func:`make_plan` is the learner's switch between
-``"full"`` (plain BPTT) and the HSM / ISM / MSM planners.
+Memory accounting
+-----------------
+A :class:`learners.bptt.meter.SavedTensorMeter` given as ``meter`` counts the executor's
+hidden-state checkpoints along with what autograd saves; the learner's planned unroll
+(:mod:`learners.bptt.unroll`) uses it to report the peak it measured against the plan's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
-import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
-from torch import nn
 
-from learners.bptt_plan import (  # noqa: F401  (re-exported: learners.bptt.plan etc.)
-    MAX_UNITS,
-    MODES,
-    BudgetTooSmallError,
-    Op,
-    Plan,
-    minimum_budget_bytes,
-    parse_bytes,
-    plan,
-    plan_for_budget,
+from learners.bptt.meter import SavedTensorMeter
+from learners.bptt.step_values import (
+    Path,
+    StepFn,
+    carries_gradient,
+    cuda_devices,
+    flatten,
+    is_float,
+    resolve_parameters,
+    storage_key,
+    unflatten,
 )
-
-StepFn = Callable[[dict, dict], tuple[dict, dict]]
-Path = tuple[str, ...]
+from learners.bptt_plan import Op, Plan
 
 
-# --------------------------------------------------------------------------------------
-# Nested dicts <-> flat {path: leaf}. A bare tensor is a tree of one leaf at path ().
+class Journal(Protocol):
+    """What the executor asks of a core's record of its in-place state changes (SAM's
+    journal-mode :class:`agents.sam.undo_log.UndoLog`)."""
 
+    tables: list[torch.Tensor]  # the state tensors the steps change in place
 
-def _flatten(tree: Any, prefix: Path = (), *, what: str = "a step's state or output") -> dict[Path, Any]:
-    if isinstance(tree, torch.Tensor) and not prefix:
-        return {(): tree}
-    if not isinstance(tree, Mapping):
-        raise TypeError(
-            f"{what} must be a tensor or a (nested) dict of tensors, got {type(tree).__name__}; "
-            "wrap tuples and lists in a dict, e.g. {'h': h, 'c': c}"
-        )
-    flat: dict[Path, Any] = {}
-    for key, value in tree.items():
-        if not isinstance(value, torch.Tensor) and isinstance(value, Mapping):
-            flat.update(_flatten(value, prefix + (key,), what=what))
-        else:
-            flat[prefix + (key,)] = value
-    return flat
+    def mark(self) -> Any:
+        """The journal's position now: the tables as they are."""
 
+    def rewind(self, position: Any) -> None:
+        """Put the tables back as they were at ``position``."""
 
-def _unflatten(flat: Mapping[Path, Any]) -> Any:
-    if () in flat:
-        return flat[()]
-    tree: dict = {}
-    for path, value in flat.items():
-        if len(path) == 1:
-            tree[path[0]] = value
-            continue
-        node = tree
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    return tree
-
-
-def _differentiable(value: Any, in_place_keys: set) -> bool:
-    """A float state leaf that is not one of the tables a journal updates in place."""
-    return _is_float(value) and not (in_place_keys and _storage_key(value) in in_place_keys)
-
-
-def _is_float(value: Any) -> bool:
-    if not isinstance(value, torch.Tensor):
-        return False
-    dtype = value.dtype
-    return dtype.is_floating_point or dtype.is_complex
-
-
-# --------------------------------------------------------------------------------------
-# Memory accounting.
-
-
-def _storage_key(tensor: torch.Tensor) -> tuple[str, int]:
-    return (str(tensor.device), tensor.untyped_storage().data_ptr())
-
-
-def _storage_bytes(tensor: torch.Tensor) -> int:
-    return tensor.untyped_storage().nbytes()
-
-
-class _Held:
-    """A tensor counted by a meter while this object lives (autograd holds it when packed)."""
-
-    __slots__ = ("tensor", "_release", "__weakref__")
-
-    def __init__(self, tensor: torch.Tensor, release):
-        self.tensor = tensor
-        self._release = release
-
-    def __del__(self):
-        self._release()
-
-
-class SavedTensorMeter:
-    """Live and peak bytes held for backward, counted once per storage.
-
-    Use as a context manager around forward and backward. It counts tensors autograd
-    saves (pack hook) until autograd frees them, plus tensors registered with
-    :meth:`hold` (the executor's checkpoints). Storages of ``exclude`` (inputs,
-    parameters) are never counted.
-    """
-
-    def __init__(self, exclude: Iterable[torch.Tensor] = ()):
-        self._excluded = {_storage_key(t) for t in exclude if isinstance(t, torch.Tensor)}
-        self._references: dict[tuple[str, int], int] = {}
-        self.live_bytes = 0
-        self.peak_bytes = 0
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
-
-    def exclude(self, tensors: Iterable[torch.Tensor]) -> None:
-        self._excluded.update(_storage_key(t) for t in tensors if isinstance(t, torch.Tensor))
-
-    def hold(self, tensor: torch.Tensor) -> _Held | torch.Tensor:
-        """Count ``tensor`` until the returned handle is dropped."""
-        key = _storage_key(tensor)
-        if key in self._excluded or tensor.numel() == 0:
-            return tensor
-        count = self._references.get(key, 0)
-        self._references[key] = count + 1
-        if count == 0:
-            self.live_bytes += _storage_bytes(tensor)
-            self.peak_bytes = max(self.peak_bytes, self.live_bytes)
-        size = _storage_bytes(tensor)
-        meter = weakref.ref(self)
-
-        def release():
-            owner = meter()
-            if owner is None:
-                return
-            remaining = owner._references[key] - 1
-            if remaining:
-                owner._references[key] = remaining
-            else:
-                del owner._references[key]
-                owner.live_bytes -= size
-
-        return _Held(tensor, release)
-
-    def reset_peak(self) -> None:
-        self.peak_bytes = self.live_bytes
-
-    def _pack(self, tensor: torch.Tensor):
-        return self.hold(tensor)
-
-    @staticmethod
-    def _unpack(packed):
-        return packed.tensor if isinstance(packed, _Held) else packed
-
-    def __enter__(self) -> SavedTensorMeter:
-        self._hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._hooks.__exit__(*exc)
-
-
-@dataclass(frozen=True)
-class StepBytes:
-    """Sizes for :func:`learners.bptt_plan.plan_for_budget`.
-
-    Attributes:
-        hidden_bytes: bytes of the state's float tensors (one hidden state, h in the paper).
-        internal_bytes: bytes one step saves for its backward (its internal state; this
-            includes its input state, and its output state when the step saves it), storages
-            counted once, inputs and parameters excluded.
-        stored_internal_bytes: a stored internal state, the step's saved tensors plus its
-            output state (storages shared between them counted once).
-        chained_internal_bytes: the same for a step whose input state is held already
-            (the output of the step before it): what plain BPTT holds per step.
-        fixed_bytes: held whatever the plan: state updated in place (SAM's memory tables)
-            and its journal over the whole unroll. :func:`make_plan` plans the rest.
-    """
-
-    hidden_bytes: int
-    internal_bytes: int
-    stored_internal_bytes: int | None = None
-    chained_internal_bytes: int | None = None
-    fixed_bytes: int = 0
-
-    @property
-    def plain_step_bytes(self) -> int:
-        """What plain BPTT holds per step: the chained internal state where measured."""
-        return self.chained_internal_bytes or self.stored_internal_bytes or self.internal_bytes
-
-    @property
-    def alpha(self) -> float:
-        """Size of a stored internal state (saved tensors + output state) in hidden states."""
-        return (self.internal_bytes + self.hidden_bytes) / self.hidden_bytes
-
-
-def measure_step_bytes(
-    step_fn: StepFn,
-    state: Mapping,
-    inputs_t: Mapping,
-    parameters: Iterable[torch.Tensor] | None = None,
-    in_place: Iterable[torch.Tensor] = (),
-) -> StepBytes:
-    """Trace two chained steps with grad and measure hidden and internal state bytes.
-
-    ``inputs_t`` is one time step of the inputs (``[B, ...]`` leaves), fed to both steps.
-    The global RNG is restored afterwards, so measuring does not change a seeded run.
-    ``in_place``: state tensors updated in place (a journal's ``tables``); they are not
-    part of a hidden state, and the caller must rewind them after the two steps.
-    """
-    params = _resolve_parameters(step_fn, parameters)
-    state_flat = _flatten(state)
-    in_place_keys = {_storage_key(t) for t in in_place}
-
-    def differentiable(value):
-        return _differentiable(value, in_place_keys)
-
-    hidden = {}
-    for value in state_flat.values():
-        if differentiable(value):
-            hidden[_storage_key(value)] = _storage_bytes(value)
-    x_flat = _flatten(inputs_t)
-    meter = SavedTensorMeter(exclude=list(x_flat.values()) + params + list(in_place))
-    with torch.random.fork_rng(devices=_cuda_devices(state_flat, x_flat)), torch.enable_grad(), meter:
-        leaves = {p: (v.detach().requires_grad_() if differentiable(v) else v) for p, v in state_flat.items()}
-        new_state, out = step_fn(_unflatten(leaves), _unflatten(x_flat))
-        internal = meter.live_bytes
-        new_flat = _flatten(new_state)
-        held = [meter.hold(v) for v in new_flat.values() if differentiable(v)]
-        stored = meter.live_bytes
-        chained_leaves = {p: (v.detach().requires_grad_() if differentiable(v) else v) for p, v in new_flat.items()}
-        second_state, second_out = step_fn(_unflatten(chained_leaves), _unflatten(x_flat))
-        held += [meter.hold(v) for v in _flatten(second_state).values() if differentiable(v)]
-        chained = meter.live_bytes - stored
-        del new_state, out, new_flat, chained_leaves, second_state, second_out, held
-    return StepBytes(
-        hidden_bytes=sum(hidden.values()), internal_bytes=internal,
-        stored_internal_bytes=stored, chained_internal_bytes=chained,
-    )
-
-
-UNROLL_MODES = ("full", *MODES)
-
-
-def make_plan(
-    mode: str, seq_len: int, budget_bytes: int | str, step_bytes: StepBytes, max_units: int = MAX_UNITS,
-) -> Plan | None:
-    """The learner's switch: ``"full"`` -> ``None`` (plain BPTT), otherwise
-    :func:`learners.bptt_plan.plan_for_budget` for that mode, budget (e.g. ``"2GiB"``) and
-    ``max_units``."""
-    if mode not in UNROLL_MODES:
-        raise ValueError(f"unroll mode must be one of {UNROLL_MODES}, got {mode!r}")
-    if mode == "full":
-        return None
-    budget, fixed = parse_bytes(budget_bytes), step_bytes.fixed_bytes
-    try:
-        return plan_for_budget(
-            seq_len, max(budget - fixed, 0), step_bytes.hidden_bytes, step_bytes.internal_bytes, mode=mode,
-            max_units=max_units,
-            stored_internal_bytes=step_bytes.stored_internal_bytes,
-            chained_internal_bytes=step_bytes.chained_internal_bytes,
-        )
-    except BudgetTooSmallError as error:
-        if not fixed:
-            raise
-        minimum = error.minimum_bytes + fixed
-        raise BudgetTooSmallError(
-            f"a memory budget of {budget} bytes is below the feasible minimum of {minimum} bytes: "
-            f"{fixed} B are held whatever the plan (state updated in place and its journal over "
-            f"{seq_len} steps), and the plan needs at least {error.minimum_bytes} B more; "
-            f"raise the budget to at least {minimum} bytes",
-            minimum,
-        ) from None
-
-
-# --------------------------------------------------------------------------------------
-# The executor.
-
-
-def _resolve_parameters(step_fn, parameters) -> list[torch.Tensor]:
-    if parameters is None:
-        owner = step_fn if isinstance(step_fn, nn.Module) else getattr(step_fn, "__self__", None)
-        if isinstance(owner, nn.Module) and (isinstance(step_fn, nn.Module) or inspect.ismethod(step_fn)):
-            parameters = owner.parameters()
-        else:
-            parameters = ()
-    unique, seen = [], set()
-    for tensor in parameters:
-        if tensor.requires_grad and id(tensor) not in seen:
-            seen.add(id(tensor))
-            unique.append(tensor)
-    return unique
-
-
-def _cuda_devices(*flats: Mapping[Path, Any]) -> list[int]:
-    devices = set()
-    for flat in flats:
-        for value in flat.values():
-            if isinstance(value, torch.Tensor) and value.is_cuda:
-                devices.add(value.device.index)
-    return sorted(devices)
+    def close(self) -> None:
+        """Stop recording and let go of the tables."""
 
 
 @dataclass
@@ -425,21 +157,21 @@ class _Machine:
         self.step_fn = step_fn
         self.journal = journal
         self.start_mark = journal.mark() if journal is not None else None  # the tables before step 0
-        self.in_place = {_storage_key(t) for t in getattr(journal, "tables", ())}
+        self.in_place = {storage_key(t) for t in (journal.tables if journal is not None else ())}
         self.plan = plan_
         self.params = params
         self.meter = meter
         self.state0 = _detached(state0)
         self.state0_versions = {  # of the tensors that no journal covers
             p: v._version for p, v in self.state0.items()
-            if isinstance(v, torch.Tensor) and _storage_key(v) not in self.in_place
+            if isinstance(v, torch.Tensor) and storage_key(v) not in self.in_place
         }
         self.inputs = inputs  # flat {path: [T, ...]}
         self.input_steps = {p: v.detach().unbind(0) for p, v in inputs.items()}  # {path: T views}
-        self.input_grad_paths = [p for p, v in inputs.items() if _is_float(v) and v.requires_grad]
+        self.input_grad_paths = [p for p, v in inputs.items() if is_float(v) and v.requires_grad]
         self.state0_grad_paths = [p for p, v in state0.items() if self.differentiable(v) and v.requires_grad]
         self.preserve_rng_state = preserve_rng_state
-        self.devices = _cuda_devices(state0, inputs)
+        self.devices = cuda_devices(state0, inputs)
         self.calls = 0
         self.stack: list[_Checkpoint] = []
         self.cursor_position: int | None = None
@@ -451,7 +183,7 @@ class _Machine:
         self.restored = plan_.restored_pushes  # entries that need their RNG state (cached on the plan)
 
     def differentiable(self, value: Any) -> bool:
-        return _differentiable(value, self.in_place)
+        return carries_gradient(value, self.in_place)
 
     def _mark(self) -> Any:
         return self.journal.mark() if self.journal is not None else None
@@ -470,8 +202,8 @@ class _Machine:
 
     def _call(self, state: dict[Path, Any], x: dict[Path, Any]):
         self.calls += 1
-        new_state, out = self.step_fn(_unflatten(state), _unflatten(x))
-        return _flatten(new_state, what="step_fn's new state"), _flatten(out, what="step_fn's output")
+        new_state, out = self.step_fn(unflatten(state), unflatten(x))
+        return flatten(new_state, what="step_fn's new state"), flatten(out, what="step_fn's output")
 
     def _record(self, step: int, outputs: dict[Path, torch.Tensor]) -> None:
         if self.recorded is not None and self.recorded[step] is None:
@@ -480,17 +212,17 @@ class _Machine:
     def _advance(self, count: int) -> None:
         """Run ``count`` steps without grad. The state stays nested from one call to the
         next (flattened once, at the end): this loop is most of the recomputation."""
-        state = _unflatten(self.cursor_state)
+        state = unflatten(self.cursor_state)
         start = self.cursor_position
         with torch.no_grad():
             for step in range(start, start + count):
-                state, out = self.step_fn(state, _unflatten(self._inputs_at(step)))
+                state, out = self.step_fn(state, unflatten(self._inputs_at(step)))
                 if not isinstance(state, (torch.Tensor, Mapping)):
-                    _flatten(state, what="step_fn's new state")  # raises, naming what to pass
+                    flatten(state, what="step_fn's new state")  # raises, naming what to pass
                 if self.recorded is not None:  # the forward pass; recomputation records nothing
-                    self._record(step, _flatten(out))
+                    self._record(step, flatten(out))
         self.calls += count
-        self.cursor_state = _flatten(state)
+        self.cursor_state = flatten(state)
         self.cursor_position = start + count
 
     def _run_with_grad(self) -> _StepGraph:
@@ -556,7 +288,7 @@ class _Machine:
                 raise ValueError(
                     f"step_fn changed the state tensor {'.'.join(map(str, path))} in place, so checkpoints "
                     "cannot hold it; a core that updates its state in place must pass its journal "
-                    "(journal=core.open_journal(state0), see learners.bptt)"
+                    "(journal=core.open_journal(state0), see learners.bptt.executor)"
                 )
 
     def _execute(self, index: int) -> None:
@@ -635,8 +367,8 @@ class _Machine:
         allowed = {id(t) for t in self.params}
         allowed |= {id(v) for v in graph.state_in.values()} | {id(v) for v in graph.x_leaves.values()}
         stop_nodes = {t.grad_fn for t in self.params if t.grad_fn is not None}
-        stop_nodes |= {v.grad_fn for v in graph.state_in.values() if _is_float(v) and v.grad_fn is not None}
-        roots = [v for v in list(graph.new_state.values()) + list(graph.outputs.values()) if _is_float(v)]
+        stop_nodes |= {v.grad_fn for v in graph.state_in.values() if is_float(v) and v.grad_fn is not None}
+        roots = [v for v in list(graph.new_state.values()) + list(graph.outputs.values()) if is_float(v)]
         frontier = [v.grad_fn for v in roots if v.grad_fn is not None]
         seen = set()
         while frontier:
@@ -691,7 +423,7 @@ class _Gradients:
             if grad is not None and isinstance(value, torch.Tensor) and value.requires_grad:
                 roots.append(value)
                 root_grads.append(grad)
-        state_paths = [p for p, v in first.state_in.items() if _is_float(v) and v.requires_grad]
+        state_paths = [p for p, v in first.state_in.items() if is_float(v) and v.requires_grad]
         params = self.machine.params
         targets = [first.state_in[p] for p in state_paths] + list(params)
         targets += [graph.x_leaves[p] for graph in chain for p in self.machine.input_grad_paths]
@@ -800,14 +532,14 @@ class _UnrollFunction(torch.autograd.Function):
 
 def _full_unroll(step_fn, state0, inputs, seq_len):
     """Plain BPTT: every step's graph is kept."""
-    state = _flatten(state0, what="state0")
+    state = flatten(state0, what="state0")
     outputs = []
     for t in range(seq_len):
-        new_state, out = step_fn(_unflatten(state), _unflatten({p: v[t] for p, v in inputs.items()}))
-        state = _flatten(new_state, what="step_fn's new state")
-        outputs.append(_flatten(out, what="step_fn's output"))
+        new_state, out = step_fn(unflatten(state), unflatten({p: v[t] for p, v in inputs.items()}))
+        state = flatten(new_state, what="step_fn's new state")
+        outputs.append(flatten(out, what="step_fn's output"))
     stacked = {p: torch.stack([o[p] for o in outputs]) for p in outputs[0]}
-    return _unflatten(stacked), _unflatten(state)
+    return unflatten(stacked), unflatten(state)
 
 
 def checkpointed_unroll(
@@ -844,7 +576,7 @@ def checkpointed_unroll(
         and inputs that require grad. ``step_fn`` is called ``plan.cost`` times over
         forward and backward (``T`` times for ``plan=None`` or when grad is disabled).
     """
-    inputs_flat = _flatten(inputs, what="inputs")
+    inputs_flat = flatten(inputs, what="inputs")
     if not inputs_flat:
         raise ValueError("inputs must contain at least one [T, ...] tensor")
     lengths = {v.shape[0] for v in inputs_flat.values()}
@@ -860,14 +592,14 @@ def checkpointed_unroll(
         return unrolled
     if plan.seq_len != seq_len:
         raise ValueError(f"plan is for T={plan.seq_len} steps but inputs have T={seq_len}")
-    params = _resolve_parameters(step_fn, parameters)
-    state0_flat = _flatten(state0, what="state0")
+    params = resolve_parameters(step_fn, parameters)
+    state0_flat = flatten(state0, what="state0")
     machine = _Machine(step_fn, plan, state0_flat, inputs_flat, params, meter, preserve_rng_state, journal)
     machine.run_forward()
 
     recorded = machine.recorded
     output_paths = list(recorded[0])
-    float_outputs = [p for p in output_paths if _is_float(recorded[0][p])]
+    float_outputs = [p for p in output_paths if is_float(recorded[0][p])]
     other_outputs = {p: torch.stack([recorded[t][p] for t in range(seq_len)]) for p in output_paths if p not in float_outputs}
     final_float = [p for p, v in machine.final_state.items() if machine.differentiable(v)]
     differentiable = [state0_flat[p] for p in machine.state0_grad_paths] + params
@@ -887,4 +619,4 @@ def checkpointed_unroll(
     final_state = dict(machine.final_state)
     final_state.update(zip(final_float, results[len(float_outputs) :]))
     outputs = {p: outputs[p] for p in output_paths}
-    return _unflatten(outputs), _unflatten(final_state)
+    return unflatten(outputs), unflatten(final_state)

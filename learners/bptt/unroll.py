@@ -1,11 +1,14 @@
-"""The learner's unroll through the checkpointed BPTT executor under a memory budget.
+"""The learner's unroll: how it runs the agent over a batch's steps.
 
-Gruslys et al. 2016 (``learners/bptt_plan.py``): the first unroll of each length measures
-one step of the real network with saved-tensor hooks (hidden-state bytes and the bytes a
-step keeps for its backward; the larger of a step with and one without episode starts),
-plans the cheapest schedule that fits ``budget_bytes``, and caches it. The executor's forward keeps only the plan's checkpoints; the loss over the
-stacked per-step outputs then injects each step's gradient into the checkpointed
-backward, so an unroll of thousands of steps never holds its whole graph.
+:class:`PlainUnroll` is plain BPTT, every step's graph kept for the backward pass (the
+executor with no plan). :class:`BudgetedUnroll` follows a checkpointing plan under a memory
+budget (Gruslys et al. 2016, ``learners/bptt_plan.py``): the first unroll of each length
+measures one step of the real network with saved-tensor hooks (hidden-state bytes and the
+bytes a step keeps for its backward; the larger of a step with and one without episode
+starts), plans the cheapest schedule that fits ``budget_bytes``, and caches it. The
+executor's forward keeps only the plan's checkpoints; the loss over the stacked per-step
+outputs then injects each step's gradient into the checkpointed backward, so an unroll of
+thousands of steps never holds its whole graph.
 
 A core that updates state in place (SAM, SDNC) opens a journal on each unroll's start
 state (``open_journal``); its tables and the journal's bytes over the unroll are a fixed
@@ -22,10 +25,21 @@ import dataclasses
 import logging
 import operator
 
+from typing import Any, Protocol
+
 import torch
 
-from learners import bptt
-from learners.bptt_plan import MAX_UNITS, MODES, cost_lower_bound
+from learners.bptt.executor import Journal, checkpointed_unroll
+from learners.bptt.meter import SavedTensorMeter, StepBytes, measure_step_bytes
+from learners.bptt_plan import (
+    MAX_UNITS,
+    MODES,
+    BudgetTooSmallError,
+    Plan,
+    cost_lower_bound,
+    minimum_budget_bytes,
+    plan_for_budget,
+)
 
 
 log = logging.getLogger("engram.bptt")
@@ -33,12 +47,103 @@ log = logging.getLogger("engram.bptt")
 RESERVE_STEPS = 16  # the rows reserved for resets are a multiple of (all rows) / RESERVE_STEPS
 
 
-def measure_step(step_fn, state0, x0: dict, parameters) -> bptt.StepBytes:
+def plan_within_budget(
+    mode: str, seq_len: int, budget_bytes: int, step_bytes: StepBytes, max_units: int = MAX_UNITS,
+) -> Plan:
+    """:func:`learners.bptt_plan.plan_for_budget` for measured step sizes: the part held
+    whatever the plan (``step_bytes.fixed_bytes``) comes off the budget first, and a budget
+    too small names the total it needs."""
+    if mode not in MODES:
+        raise ValueError(f"a planned unroll's mode must be one of {', '.join(MODES)}, got {mode!r}")
+    budget_bytes = _whole_bytes(budget_bytes)
+    budget, fixed = budget_bytes, step_bytes.fixed_bytes
+    try:
+        return plan_for_budget(
+            seq_len, max(budget - fixed, 0), step_bytes.hidden_bytes, step_bytes.internal_bytes, mode=mode,
+            max_units=max_units,
+            stored_internal_bytes=step_bytes.stored_internal_bytes,
+            chained_internal_bytes=step_bytes.chained_internal_bytes,
+        )
+    except BudgetTooSmallError as error:
+        if not fixed:
+            raise
+        minimum = error.minimum_bytes + fixed
+        raise BudgetTooSmallError(
+            f"a memory budget of {budget} bytes is below the feasible minimum of {minimum} bytes: "
+            f"{fixed} B are held whatever the plan (state updated in place and its journal over "
+            f"{seq_len} steps), and the plan needs at least {error.minimum_bytes} B more; "
+            f"raise the budget to at least {minimum} bytes",
+            minimum,
+        ) from None
+
+
+class Unroll(Protocol):
+    """How the learner runs the agent over a batch's steps: :class:`PlainUnroll` or
+    :class:`BudgetedUnroll`."""
+
+    def __call__(self, step_fn, state0, inputs: dict) -> tuple[dict[str, torch.Tensor], Any]:
+        """``(outputs [T, ...], final_state)`` of ``step_fn`` over ``inputs`` ``[T, B, ...]``."""
+
+    def backward_context(self) -> contextlib.AbstractContextManager:
+        """The context the loss's backward pass runs in."""
+
+    def metrics(self) -> dict[str, float]:
+        """Scalars about the last unroll, for telemetry."""
+
+
+class PlainUnroll:
+    """Plain BPTT: every step's graph kept for the backward pass."""
+
+    def __call__(self, step_fn, state0, inputs: dict) -> tuple[dict[str, torch.Tensor], Any]:
+        return checkpointed_unroll(step_fn, state0, inputs, None)
+
+    def backward_context(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def metrics(self) -> dict[str, float]:
+        return {}
+
+
+class BudgetedJournal(Journal, Protocol):
+    """A :class:`learners.bptt.executor.Journal` that also reports what it holds, so that
+    :class:`BudgetedUnroll` can reckon it into the budget (SAM's journal-mode undo log)."""
+
+    total_rows: int  # the rows of each table, all sequences
+    rows_in_use: int  # of those, the rows a reset may have to log
+    rows_touched: int  # rows read or written so far
+    table_bytes: int  # the tables' own bytes
+    peak_bytes: int  # the most the journal held at once
+
+    def stored_bytes(self) -> int:
+        """Bytes the journal holds now."""
+
+    def bound_bytes(self, steps: int, logged_per_step: int, rows_per_step: int, rows_in_use: int | None = None) -> int:
+        """The most the tables and the journal can hold over ``steps`` steps, with
+        ``rows_in_use`` rows (default: ``self.rows_in_use``) that a reset may log."""
+
+    def forget_choices_after(self, position: Any) -> None:
+        """Forget the choices replayed since ``position`` (after a trial step)."""
+
+
+def _whole_bytes(budget_bytes) -> int:
+    try:
+        budget_bytes = operator.index(budget_bytes)
+    except TypeError:
+        raise TypeError(
+            f"budget_bytes must be a whole number of bytes, got {budget_bytes!r} "
+            "(learners.bptt_plan.parse_bytes reads strings such as '2GiB')"
+        ) from None
+    if budget_bytes <= 0:
+        raise ValueError(f"budget_bytes must be positive, got {budget_bytes}")
+    return budget_bytes
+
+
+def measure_step(step_fn, state0, x0: dict, parameters) -> StepBytes:
     """A step's sizes, whatever ``x0`` holds: the larger of a step where no sequence starts
     an episode and one where every sequence does. A step that starts an episode reads a
     fresh state, so it shares less with the step before it (a larger chained internal
     state)."""
-    return _largest([bptt.measure_step_bytes(step_fn, state0, x, parameters) for x in _episode_start_variants(x0)])
+    return _largest([measure_step_bytes(step_fn, state0, x, parameters) for x in _episode_start_variants(x0)])
 
 
 def _episode_start_variants(x: dict) -> list[dict]:
@@ -50,8 +155,8 @@ def _episode_start_variants(x: dict) -> list[dict]:
     return [{**x, "first": torch.zeros_like(first)}, {**x, "first": torch.ones_like(first)}]
 
 
-def _largest(sizes: list[bptt.StepBytes]) -> bptt.StepBytes:
-    return bptt.StepBytes(*(max(getattr(s, f.name) for s in sizes) for f in dataclasses.fields(bptt.StepBytes)))
+def _largest(sizes: list[StepBytes]) -> StepBytes:
+    return StepBytes(*(max(getattr(s, f.name) for s in sizes) for f in dataclasses.fields(StepBytes)))
 
 
 def step_slice(inputs: dict, t: int) -> dict:
@@ -71,8 +176,8 @@ class BudgetedUnroll:
             ``measure_every``-th after it. The meter runs Python on every saved tensor
             (about 7% of an Atari unroll and backward at batch 8), so the unrolls in between run
             without it; ``metrics()`` reports the latest measurement.
-        open_journal: ``open_journal(state0) -> journal or None``, for cores that update
-            their state in place (``Agent.open_journal``); ``None`` for cores that do not.
+        open_journal: ``open_journal(state0) -> BudgetedJournal or None``, for cores that
+            update their state in place (``Agent.open_journal``); ``None`` for cores that do not.
         plan_units: the most memory units the planner divides the budget into
             (``max_units`` of :func:`learners.bptt_plan.plan_for_budget`).
     """
@@ -86,31 +191,22 @@ class BudgetedUnroll:
         if measure_every < 1:
             raise ValueError(f"measure_every must be >= 1, got {measure_every}")
         self.mode = mode
-        try:
-            budget_bytes = operator.index(budget_bytes)
-        except TypeError:
-            raise TypeError(
-                f"budget_bytes must be a whole number of bytes, got {budget_bytes!r} "
-                "(learners.bptt_plan.parse_bytes reads strings such as '2GiB')"
-            ) from None
-        if budget_bytes <= 0:
-            raise ValueError(f"budget_bytes must be positive, got {budget_bytes}")
-        self.budget_bytes = budget_bytes
+        self.budget_bytes = _whole_bytes(budget_bytes)
         self.parameters = list(parameters)
         self.measure_every = measure_every
         self.open_journal = open_journal
         self.plan_units = plan_units
-        self.journal = None  # the latest unroll's, kept for its byte counts
+        self.journal: BudgetedJournal | None = None  # the latest unroll's, kept for its byte counts
         self.fixed_bytes = 0
-        self._sizes: dict[int, bptt.StepBytes] = {}  # per unroll length, fixed part excluded
+        self._sizes: dict[int, StepBytes] = {}  # per unroll length, fixed part excluded
         self._journal_rates: dict[int, tuple[int, int]] = {}  # per length: logged bytes and rows per step
-        self._plans: dict[tuple[int, int], bptt.Plan] = {}  # per (length, rows reserved for resets)
-        self.meter: bptt.SavedTensorMeter | None = None  # set during a metered unroll only
+        self._plans: dict[tuple[int, int], Plan] = {}  # per (length, rows reserved for resets)
+        self.meter: SavedTensorMeter | None = None  # set during a metered unroll only
         self.measured_peak_bytes: int | None = None
         self.unrolls = 0
-        self.plan: bptt.Plan | None = None
+        self.plan: Plan | None = None
 
-    def plan_for(self, step_fn, state0, inputs, length: int, journal=None) -> bptt.Plan:
+    def plan_for(self, step_fn, state0, inputs, length: int, journal: BudgetedJournal | None = None) -> Plan:
         """The plan an unroll of ``length`` steps from ``state0`` gets (``inputs`` need only
         their first step), with ``journal`` the core's on ``state0``; sets ``fixed_bytes``.
         The first call for a length measures a step (``step_bytes``)."""
@@ -122,7 +218,7 @@ class BudgetedUnroll:
         sizes = self.step_bytes(length, journal, reserved)
         self.fixed_bytes = sizes.fixed_bytes
         if (length, reserved) not in self._plans:
-            plan = self._plans[length, reserved] = bptt.make_plan(
+            plan = self._plans[length, reserved] = plan_within_budget(
                 self.mode, length, self.budget_bytes, sizes, self.plan_units
             )
             if self.held_back_by_plan_units(plan):
@@ -140,21 +236,21 @@ class BudgetedUnroll:
         step = self._sizes[length].plain_step_bytes
         return cost_lower_bound(length, max(self.budget_bytes - self.fixed_bytes, 0), 0, step)
 
-    def held_back_by_plan_units(self, plan: bptt.Plan) -> bool:
+    def held_back_by_plan_units(self, plan: Plan) -> bool:
         """Whether the plan fills ``plan_units`` and any schedule could save more than 1% of
         the steps' evaluations within the budget: a larger cap would store more steps."""
         slack = plan.cost - self.least_cost(plan.seq_len)
         return plan.memory_units >= self.plan_units - 1 and slack > plan.seq_len // 100
 
     @staticmethod
-    def _reserved_rows(journal) -> int:
+    def _reserved_rows(journal: BudgetedJournal) -> int:
         """The rows in use at the unroll's start, rounded up to a multiple of 1/RESERVE_STEPS
         of all rows, so that the plan changes at most RESERVE_STEPS times as the memory fills."""
         rows = journal.total_rows
         step = -(-rows // RESERVE_STEPS)
         return min(rows, -(-journal.rows_in_use // step) * step)
 
-    def step_bytes(self, length: int, journal=None, reserved_rows: int = 0) -> bptt.StepBytes:
+    def step_bytes(self, length: int, journal: BudgetedJournal | None = None, reserved_rows: int = 0) -> StepBytes:
         """The measured step sizes for unrolls of ``length`` steps, with the fixed part for
         ``journal``'s tables and ``reserved_rows`` rows reserved for resets."""
         sizes = self._sizes[length]
@@ -163,11 +259,11 @@ class BudgetedUnroll:
         logged, rows = self._journal_rates[length]
         return dataclasses.replace(sizes, fixed_bytes=journal.bound_bytes(length, logged, rows, reserved_rows))
 
-    def _warn_if_a_full_memory_will_not_fit(self, journal, length: int) -> None:
+    def _warn_if_a_full_memory_will_not_fit(self, journal: BudgetedJournal, length: int) -> None:
         """Say now, not hours later, if the budget cannot hold the fixed part of a full memory."""
         sizes = self._sizes[length]
         every_row = journal.total_rows
-        least_plan = bptt.minimum_budget_bytes(sizes.hidden_bytes, sizes.internal_bytes)
+        least_plan = minimum_budget_bytes(sizes.hidden_bytes, sizes.internal_bytes)
         empty, full = (self.step_bytes(length, journal, rows).fixed_bytes for rows in (0, every_row))
         if self.budget_bytes >= full + least_plan:
             return
@@ -179,7 +275,7 @@ class BudgetedUnroll:
             self.budget_bytes, journal.rows_in_use, every_row, full + least_plan, rows_that_fit,
         )
 
-    def _measure(self, step_fn, state0, x0, journal, length: int) -> bptt.StepBytes:
+    def _measure(self, step_fn, state0, x0, journal, length: int) -> StepBytes:
         """:func:`measure_step`; with a journal, its rates come from the step without episode
         starts: a reset's entries are covered by the reserve and the doubled log
         (``UndoLog.bound_bytes``)."""
@@ -190,7 +286,7 @@ class BudgetedUnroll:
             for index, x in enumerate(_episode_start_variants(x0))
         ])
 
-    def _measure_with_journal(self, step_fn, state0, x0, journal, length: int, rates: bool) -> bptt.StepBytes:
+    def _measure_with_journal(self, step_fn, state0, x0, journal, length: int, rates: bool) -> StepBytes:
         """Step sizes and, if ``rates``, the journal's bytes and rows per step
         (``_journal_rates``), from two trial steps (the larger counts), after which the
         tables are rewound and the steps' choices forgotten."""
@@ -202,7 +298,7 @@ class BudgetedUnroll:
             logged.append((journal.stored_bytes(), journal.rows_touched))
             return result
 
-        sizes = bptt.measure_step_bytes(counted, state0, x0, self.parameters, in_place=journal.tables)
+        sizes = measure_step_bytes(counted, state0, x0, self.parameters, in_place=journal.tables)
         journal.rewind(mark)
         journal.forget_choices_after(mark)
         if rates:
@@ -223,10 +319,10 @@ class BudgetedUnroll:
         self.meter = None
         if self.unrolls % self.measure_every == 0:
             leaves = [v for x in inputs.values() for v in (x.values() if isinstance(x, dict) else [x])]
-            self.meter = bptt.SavedTensorMeter(exclude=leaves + self.parameters)
+            self.meter = SavedTensorMeter(exclude=leaves + self.parameters)
         self.unrolls += 1
         with self.meter or contextlib.nullcontext():
-            return bptt.checkpointed_unroll(
+            return checkpointed_unroll(
                 step_fn, state0, inputs, self.plan, parameters=self.parameters, meter=self.meter, journal=journal
             )
 

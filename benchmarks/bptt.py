@@ -65,7 +65,8 @@ from torch.utils.checkpoint import checkpoint
 from learners.bptt.executor import checkpointed_unroll
 from learners.bptt.meter import SavedTensorMeter, measure_step_bytes
 from learners.bptt.unroll import plan_within_budget
-from learners.bptt_plan import MODES, BudgetTooSmallError, cost_lower_bound
+from learners.bptt.budget import MODES
+from learners.bptt_plan import BudgetTooSmallError, cost_lower_bound
 
 
 @dataclass

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agents.core_names import CORES, MEMORY_CORES, STRAW_VARIANTS
-from learners.bptt_plan import MAX_UNITS, MODES as CHECKPOINTED_MODES
+from learners.bptt.budget import MAX_UNITS, MODES as CHECKPOINTED_MODES, parse_bytes
 from learners.pseudo_count_settings import PseudoCountConfig
 
 
@@ -307,7 +307,6 @@ class BPTTConfig(Section):
     @classmethod
     def _parse(cls, budget: str | None) -> str | None:
         if budget is not None:
-            from learners.bptt_plan import parse_bytes
 
             parse_bytes(budget)
         return budget
@@ -317,7 +316,6 @@ class BPTTConfig(Section):
         """``memory_budget`` in bytes, parsed here once (None for full BPTT)."""
         if self.memory_budget is None:
             return None
-        from learners.bptt_plan import parse_bytes
 
         return parse_bytes(self.memory_budget)
 

@@ -42,9 +42,10 @@ def test_a_folder_imports_nothing_it_must_not(folder):
     assert {path: names for path, names in breaches.items() if names} == {}
 
 
-def test_validating_every_shipped_config_imports_no_torch():
-    """Checking a YAML file is cheap: no torch, no Ray (issue 20; the names of the cores come
-    from agents/core_names.py, which is torch-free)."""
+def test_validating_every_shipped_config_imports_no_torch_ray_or_planner():
+    """Checking a YAML file is cheap: no torch, no Ray, no BPTT planner (issue 20; the names
+    of the cores come from agents/core_names.py, the BPTT modes and sizes from
+    learners/bptt/budget.py, both torch-free)."""
     import subprocess
     import sys
 
@@ -53,7 +54,7 @@ def test_validating_every_shipped_config_imports_no_torch():
         "from engram.config import load_config\n"
         "for path in sorted(pathlib.Path('configs').glob('*.yaml')):\n"
         "    load_config(path)\n"
-        "heavy = sorted(name for name in ('torch', 'ray') if name in sys.modules)\n"
+        "heavy = sorted(name for name in ('torch', 'ray', 'learners.bptt_plan') if name in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)

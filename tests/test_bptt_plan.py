@@ -10,7 +10,8 @@ import itertools
 import pytest
 
 from learners import bptt_plan
-from learners.bptt_plan import BudgetTooSmallError, Op, hsm_closed_form, parse_bytes, plan, plan_for_budget
+from learners.bptt.budget import parse_bytes
+from learners.bptt_plan import BudgetTooSmallError, Op, hsm_closed_form, plan, plan_for_budget
 
 
 def brute_force_cost(seq_len: int, memory: int, mode: str, alpha: int, chained_alpha: int | None = None) -> float:

@@ -150,7 +150,7 @@ def test_two_learners_run_as_actors_and_reserve_a_bundle_each():
 
 
 def test_an_unknown_bptt_mode_lists_the_modes_the_planner_knows():
-    from learners.bptt_plan import MODES
+    from learners.bptt.budget import MODES
 
     with pytest.raises(ConfigError, match="unknown BPTT mode 'mmm'; expected full or one of " + ", ".join(MODES)):
         load_config("configs/smoke.yaml", ["learner.bptt.mode=mmm"])

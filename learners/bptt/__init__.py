@@ -3,6 +3,7 @@
 The planner that chooses what to store is :mod:`learners.bptt_plan` (pure Python, no torch).
 This package runs its plans on a PyTorch step function, one concern per module:
 
+- :mod:`learners.bptt.budget` — the modes and memory sizes a config names (no torch).
 - :mod:`learners.bptt.step_values` — the nested dicts a step takes and gives, flattened.
 - :mod:`learners.bptt.meter` — the bytes held for backward, and one step's sizes.
 - :mod:`learners.bptt.executor` — :func:`~learners.bptt.executor.checkpointed_unroll`,

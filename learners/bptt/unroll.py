@@ -31,9 +31,8 @@ import torch
 
 from learners.bptt.executor import Journal, checkpointed_unroll
 from learners.bptt.meter import SavedTensorMeter, StepBytes, measure_step_bytes
+from learners.bptt.budget import MAX_UNITS, MODES
 from learners.bptt_plan import (
-    MAX_UNITS,
-    MODES,
     BudgetTooSmallError,
     Plan,
     cost_lower_bound,
@@ -131,7 +130,7 @@ def _whole_bytes(budget_bytes) -> int:
     except TypeError:
         raise TypeError(
             f"budget_bytes must be a whole number of bytes, got {budget_bytes!r} "
-            "(learners.bptt_plan.parse_bytes reads strings such as '2GiB')"
+            "(learners.bptt.budget.parse_bytes reads strings such as '2GiB')"
         ) from None
     if budget_bytes <= 0:
         raise ValueError(f"budget_bytes must be positive, got {budget_bytes}")

@@ -5,6 +5,7 @@ statement counts, including the ones inside functions."""
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,20 @@ def test_validating_every_shipped_config_imports_no_torch_ray_or_planner():
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
+
+
+def test_a_package_that_shadows_one_of_engrams_names_stops_the_import_with_its_path(tmp_path):
+    """pip installs agents/, envs/, ... as top-level packages; one of those names from
+    elsewhere first on sys.path must fail `import engram` loudly, naming where it came from."""
+    import subprocess
+    import sys
+
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "__init__.py").write_text("")
+    script = "import engram"
+    shadowed = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
+    assert shadowed.returncode != 0
+    assert "ShadowedPackageError" in shadowed.stderr and str(tmp_path / "envs") in shadowed.stderr
+    clean = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert clean.returncode == 0, clean.stderr

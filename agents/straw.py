@@ -40,31 +40,34 @@ Off-policy replay (``CoreOutput.decisions``): ``"replan"`` ``[B]`` float 0/1 (st
 and ``"latent_noise"`` ``[B, Z]`` (strawe). With ``replay`` holding them the core uses them
 instead of sampling and recomputes the actor's step exactly; see :attr:`StrawCore.decision_shapes`.
 
-Decisions taken here where the paper leaves room (or where it could not be checked):
+Decisions taken here. The paper's full text could not be read in this project (only its
+abstract and figure captions), so these are choices we stand by and test, not readings of it:
 
-* There is no LSTM: the plans are the only recurrent state (our reading of the paper, whose
-  full text could not be consulted here; **check**). The input
+* There is no LSTM: the plans are the only recurrent state, as the abstract and Figure 1
+  describe the model (an internal plan updated from each observation). The LSTM is the
+  baseline core (``agents/lstm_core.py``), not a part of STRAW. The input
   ``x_t = [torso(obs_t), one_hot(a_{t−1}), r_{t−1}]`` goes through one ReLU layer to give z_t.
-* Value function: the paper's A3C agent is recorded (unchecked) as reading V from an extra
-  plan row. The engram ``Agent``
-  computes V with a linear head on ``CoreOutput.features``, so the features are
-  ``[z_t, vec(A_t)]``; with ``value_row=True`` the plan gets the extra row and a linear value
-  head can read it directly. Default ``False`` (the state's ``plan`` is then ``[B, |A|, T]``).
+* Value function: the engram ``Agent`` computes V with a linear head on
+  ``CoreOutput.features`` for every core, so STRAW's features are ``[z_t, vec(A_t)]``: the
+  value head sees the current input and the whole plan. ``value_row=True`` also gives the plan
+  an extra row that the attentive write fills like an action row (one reading of the A3C
+  agent, kept as an option); default ``False`` (the state's ``plan`` is then ``[B, |A|, T]``).
 * A plan is never exhausted: the last column of every new commitment plan is 1, so a plan
   followed to its end re-plans on the step after its last column was used (every T steps at
   the latest). ρ appends zeros to A and ones to c; with that column the appended zeros of A
   never reach the front.
 * The initial commitment plan is ``[1, 0, …, 0]``, so the first step of an episode re-plans.
-* e (``commitment_scale``) is a fixed constant (default 40, **check** against the paper); b
-  is a learned scalar initialised to ``commitment_bias_init`` (0: before training about one
+* e (``commitment_scale``) is a fixed constant, default 40: large enough that one written
+  filter takes c from near 0 to near 1 (sigmoid(b ± e·F) with F ≤ 1), so the commitment
+  plan is a sharp spike where the next re-plan falls; b is a learned scalar initialised to ``commitment_bias_init`` (0: before training about one
   step in two re-plans, and the commitment cost teaches the plan to commit). With −5, which
   commits about 10 steps at a time from the start, STRAW did not learn the maze in 3M steps.
 * ``isolate_commitment`` (default on): the commitment head reads the planner's features
   detached, so the straight-through and commitment-cost gradients, amplified by e, train
   only that head and b. Without it the shared planner learned far slower on the maze
   (benchmarks/RESULTS.md, "STRAW on the maze").
-* Plan length and patch size default to T = 20, K = 10 (a public re-implementation used these;
-  the paper's values could not be read here).
+* Plan length and patch size default to T = 20, K = 10, the values a public
+  re-implementation used; the configs set them (``agent.straw.plan_length``, ``patch_size``).
 """
 
 from __future__ import annotations

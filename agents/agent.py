@@ -48,7 +48,7 @@ class Agent(nn.Module):
             before they enter the core.
     """
 
-    def __init__(self, torso: nn.Module, core_factory, num_actions: int, reward_clip: float = 1.0):
+    def __init__(self, torso: nn.Module, core_factory, num_actions: int, reward_clip: float):
         super().__init__()
         self.torso = torso
         self.num_actions = num_actions

@@ -14,7 +14,7 @@ class LSTMCore(RecurrentCore):
     State: ``hidden`` ``[B, H]`` and ``cell`` ``[B, H]``.
     """
 
-    def __init__(self, input_size: int, hidden_size: int = 256):
+    def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
         self.cell = nn.LSTMCell(input_size, hidden_size)
         self.output_size = hidden_size

@@ -33,21 +33,23 @@ def build_agent(
     observation_shape: tuple[int, ...],
     num_actions: int,
     *,
-    torso: str = "auto",
-    torso_size: int = 256,
-    core: str = "lstm",
-    core_options: dict[str, Any] | None = None,
-    reward_clip: float = 1.0,
-    init: str = "torch",
-    center_frames: bool = False,
+    torso: str,
+    torso_size: int,
+    core: str,
+    core_options: dict[str, Any],
+    reward_clip: float,
+    init: str,
+    center_frames: bool,
 ) -> Agent:
-    """``torso="auto"`` picks ``shallow`` for image observations and ``mlp`` for vectors."""
+    """The agent the ``agent`` section describes (``engram.build.agent_factory`` passes every
+    setting: their defaults live in ``engram/config.py`` only). ``torso="auto"`` picks
+    ``shallow`` for image observations and ``mlp`` for vectors."""
     if torso == "auto":
         torso = "shallow" if len(observation_shape) == 3 else "mlp"
     if torso not in TORSOS:
         raise ValueError(f"unknown torso {torso!r}; known torsos: {', '.join(TORSOS)}")
     image_options = {"center_frames": center_frames} if torso in ("shallow", "deep") else {}
     encoder = TORSOS[torso](tuple(observation_shape), output_size=torso_size, **image_options)
-    agent = Agent(encoder, core_factory(core, num_actions, dict(core_options or {})), num_actions, reward_clip)
+    agent = Agent(encoder, core_factory(core, num_actions, dict(core_options)), num_actions, reward_clip)
     initialise(agent, init)
     return agent

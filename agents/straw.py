@@ -98,7 +98,8 @@ def time_shift(plan: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
 
 
 class StrawCore(RecurrentCore):
-    """STRAW / STRAWe / STRAW-re as a :class:`RecurrentCore`.
+    """STRAW / STRAWe / STRAW-re as a :class:`RecurrentCore`. Every setting is the config's
+    (``agent.straw``, where the defaults live).
 
     Args:
         input_size: size of the core input x_t.
@@ -112,7 +113,7 @@ class StrawCore(RecurrentCore):
         commitment_bias_init: initial value of the learned scalar bias b.
         value_row: add a value row to the action-plan (rows = |A| + 1).
         plan_telemetry: also return the plans themselves as telemetry (for a plan image);
-            off by default because they are ``R · T + T`` floats per env and step.
+            the config leaves it off because they are ``R · T + T`` floats per env and step.
         isolate_commitment: the commitment head f_c reads ψ^A_t and ξ_t detached, so the
             gradients that reach c (the straight-through gate and the commitment cost)
             train f_c and b only and never the planner that writes A.
@@ -139,17 +140,17 @@ class StrawCore(RecurrentCore):
         input_size: int,
         num_actions: int,
         *,
-        plan_length: int = 20,
-        patch_size: int = 10,
-        hidden_size: int = 256,
-        variant: str = "straw",
-        latent_size: int = 64,
-        commitment_scale: float = 40.0,
-        commitment_bias_init: float = 0.0,
-        value_row: bool = False,
-        plan_telemetry: bool = False,
-        isolate_commitment: bool = True,
-        normalise_read: bool = False,
+        plan_length: int,
+        patch_size: int,
+        hidden_size: int,
+        variant: str,
+        latent_size: int,
+        commitment_scale: float,
+        commitment_bias_init: float,
+        value_row: bool,
+        plan_telemetry: bool,
+        isolate_commitment: bool,
+        normalise_read: bool,
     ):
         super().__init__()
         if variant not in VARIANTS:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agents.core_names import CORES, MEMORY_CORES, STRAW_VARIANTS
+from envs.atari import AtariSettings, check_game
 from learners.bptt.budget import MAX_UNITS, MODES as CHECKPOINTED_MODES, parse_bytes
 from learners.pseudo_count_settings import PseudoCountConfig
 
@@ -43,22 +44,27 @@ class RunConfig(Section):
 
 
 # --- env -------------------------------------------------------------------------------
+_MACHADO = AtariSettings()  # the protocol's defaults live in envs/atari.py
+
+
 class AtariConfig(Section):
-    """Machado et al. 2018 defaults."""
+    """Machado et al. 2018 defaults (``envs.atari.AtariSettings``)."""
 
     game: str = Field("pong", description="ale-py ROM id, e.g. pong, ms_pacman, montezuma_revenge.")
-    sticky_action_probability: float = Field(0.25, ge=0.0, le=1.0, description="Repeat-previous-action probability.")
-    full_action_space: bool = Field(True, description="Use all 18 actions.")
-    frameskip: int = Field(4, ge=1, description="ALE frames per agent step.")
-    frame_stack: int = Field(4, ge=1, description="Frames stacked in each observation.")
-    max_episode_frames: int = Field(108_000, gt=0, description="Episode cap in ALE frames (30 minutes of play).")
+    sticky_action_probability: float = Field(
+        _MACHADO.sticky_action_probability, ge=0.0, le=1.0, description="Repeat-previous-action probability."
+    )
+    full_action_space: bool = Field(_MACHADO.full_action_space, description="Use all 18 actions.")
+    frameskip: int = Field(_MACHADO.frameskip, ge=1, description="ALE frames per agent step.")
+    frame_stack: int = Field(_MACHADO.frame_stack, ge=1, description="Frames stacked in each observation.")
+    max_episode_frames: int = Field(
+        _MACHADO.max_episode_frames, gt=0, description="Episode cap in ALE frames (30 minutes of play)."
+    )
     num_threads: int = Field(0, ge=0, description="ale-py C++ threads per actor (0 = one per env, capped by cores).")
 
     @field_validator("game")
     @classmethod
     def _known_game(cls, game: str) -> str:
-        from envs.atari import check_game
-
         return check_game(game)
 
 

@@ -68,16 +68,19 @@ class RecentRollouts:
         return self._rollouts
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DriverSettings:
+    """What the driver runs by; ``engram.build.driver_settings`` fills it from the config,
+    which owns every default."""
+
     num_actors: int
     rollouts_per_update: int
     total_steps: int
     unroll_length: int
-    actor_num_cpus: float = 1.0
-    actor_torch_threads: int = 1
-    max_actor_restarts: int = 100
-    seed: int = 0
+    actor_num_cpus: float
+    actor_torch_threads: int
+    max_actor_restarts: int
+    seed: int
 
 
 @dataclass

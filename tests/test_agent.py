@@ -4,11 +4,12 @@ import pytest
 import torch
 
 from agents.registry import build_agent
+from agent_settings import agent_options, make_agent
 
 
 def _agent(obs_shape=(6,), actions=3):
     torch.manual_seed(0)
-    return build_agent(obs_shape, actions, torso_size=16, core_options={"hidden_size": 8})
+    return make_agent(obs_shape, actions, torso_size=16, core_options={"hidden_size": 8})
 
 
 def test_first_flag_resets_state_and_previous_inputs():
@@ -36,7 +37,7 @@ def test_pack_state_round_trips():
 
 @pytest.mark.parametrize("torso", ["shallow", "deep"])
 def test_image_torsos_accept_uint8_frames(torso):
-    agent = build_agent((4, 84, 84), 18, torso=torso, core_options={"hidden_size": 32})
+    agent = make_agent((4, 84, 84), 18, torso=torso, core_options={"hidden_size": 32})
     frames = torch.randint(0, 255, (2, 4, 84, 84), dtype=torch.uint8)
     out, state = agent.step(frames, torch.zeros(2, dtype=torch.long), torch.zeros(2), torch.ones(2, dtype=torch.bool),
                             agent.initial_state(2))
@@ -47,25 +48,24 @@ def test_image_torsos_accept_uint8_frames(torso):
 
 def test_unknown_core_and_torso_fail_clearly():
     with pytest.raises(ValueError, match="unknown core 'lstmm'"):
-        build_agent((4,), 2, core="lstmm")
+        build_agent((4,), 2, **{**agent_options(), "core": "lstmm"})
     with pytest.raises(ValueError, match="unknown torso"):
-        build_agent((4,), 2, torso="resnet50")
+        build_agent((4,), 2, **agent_options(torso="resnet50"))
 
 
 def test_orthogonal_init_gives_orthogonal_rows_of_the_stated_gains():
     import math
 
-    from agents.registry import build_agent
 
     torch.manual_seed(0)
-    agent = build_agent((4, 84, 84), 6, torso="shallow", core="lstm", core_options={"hidden_size": 32}, init="orthogonal")
+    agent = make_agent((4, 84, 84), 6, torso="shallow", core="lstm", core_options={"hidden_size": 32}, init="orthogonal")
     conv = agent.torso.convs[0].weight.flatten(1)  # [16, 256]: 16 orthogonal rows
     assert torch.allclose(conv @ conv.T, 2.0 * torch.eye(16), atol=1e-4)
     head = agent.policy_head.weight  # [6, 32]
     assert torch.allclose(head @ head.T, 1e-4 * torch.eye(6), atol=1e-7)
     assert float(agent.value_head.weight.norm()) == pytest.approx(1.0, rel=1e-4)
     assert all(float(m.bias.abs().max()) == 0.0 for m in (agent.torso.fc, agent.policy_head, agent.value_head))
-    torch_default = build_agent((4, 84, 84), 6, torso="shallow", core="lstm", core_options={"hidden_size": 32})
+    torch_default = make_agent((4, 84, 84), 6, torso="shallow", core="lstm", core_options={"hidden_size": 32}, init="torch")
     assert not torch.allclose(torch_default.torso.convs[0].weight.flatten(1) @ torch_default.torso.convs[0].weight.flatten(1).T,
                               2.0 * torch.eye(16), atol=1e-2)
 

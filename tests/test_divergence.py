@@ -13,11 +13,12 @@ from engram.config import LearnerConfig
 from envs.registry import make_vector_env
 from learners.errors import DivergenceError
 from learners.learner import Learner, LearnerSettings
+from agent_settings import agent_options
 
 
 def _setup(**settings):
     env_factory = functools.partial(make_vector_env, "memory_cue", 4, seed=0, options={"delay": 2})
-    make_agent = functools.partial(build_agent, (4,), 2, torso_size=16, core_options={"hidden_size": 16})
+    make_agent = functools.partial(build_agent, (4,), 2, **agent_options(torso_size=16, core_options={"hidden_size": 16}))
     learner = Learner(make_agent(), LearnerSettings.from_config(LearnerConfig(**settings)))
     worker = RolloutWorker(0, env_factory, make_agent, 9, seed=5)
     rollout = wire.decode(worker.unroll(PublishedWeights(0, [learner.get_weights()])))

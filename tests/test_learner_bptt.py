@@ -14,13 +14,13 @@ from envs.registry import make_vector_env
 from learners.bptt.unroll import BudgetedUnroll
 from learners.bptt_plan import BudgetTooSmallError
 from learners.learner import Learner, LearnerSettings
+from agent_settings import agent_options
 
 
 def _rollouts(core="lstm", T=24):
     env_factory = functools.partial(make_vector_env, "memory_cue", 4, seed=0, options={"delay": 5})
-    agent_factory = functools.partial(build_agent, (4,), 2, torso_size=16, core=core,
-                                      core_options={"hidden_size": 16} if core == "lstm" else
-                                      {"hidden_size": 16, "plan_length": 6, "patch_size": 3})
+    core_options = {"hidden_size": 16} if core == "lstm" else {"hidden_size": 16, "plan_length": 6, "patch_size": 3}
+    agent_factory = functools.partial(build_agent, (4,), 2, **agent_options(torso_size=16, core=core, core_options=core_options))
     worker = RolloutWorker(0, env_factory, agent_factory, T, seed=2)
     agent = agent_factory()
     rollout = wire.decode(worker.unroll(PublishedWeights(0, [agent.state_dict()])))
@@ -72,7 +72,7 @@ def test_memory_core_budgeted_update_equals_plain_bptt(core):
     """SAM / SDNC: the memory, usage and links are updated in place; the journal rewinds
     them for every recomputed segment, and the tables' bytes are a fixed part of the budget."""
     env_factory = functools.partial(make_vector_env, "memory_cue", 4, seed=0, options={"delay": 5})
-    agent_factory = functools.partial(build_agent, (4,), 2, torso_size=16, core=core, core_options=MEMORY_OPTIONS)
+    agent_factory = functools.partial(build_agent, (4,), 2, **agent_options(torso_size=16, core=core, core_options=MEMORY_OPTIONS))
     worker = RolloutWorker(0, env_factory, agent_factory, 20, seed=2)
     agent = agent_factory()
     weights = PublishedWeights(0, [agent.state_dict()])

@@ -66,7 +66,7 @@ def test_trainer_runs_and_reports_metrics(core_name):
     from learners.memory_task_trainer import train_memory_task
 
     task = CopyTask(bits=4)
-    core = (SAMCore(task.input_size, hidden_size=16, memory_slots=32, word_size=8, num_heads=2)
+    core = (SAMCore(task.input_size, hidden_size=16, memory_slots=32, word_size=8, num_heads=2, top_k=4, index="exact")
             if core_name == "sam" else LSTMCore(task.input_size, 16))
     logged = []
     metrics = train_memory_task(task=task, core=core, steps=4, batch_size=4, lr=1e-3, seed=0,

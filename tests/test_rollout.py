@@ -14,11 +14,12 @@ from envs.registry import make_vector_env
 from learners.batch import stack_rollouts
 from learners.bptt.unroll import PlainUnroll
 from learners.learner import Learner, LearnerSettings, make_step_fn, step_inputs
+from agent_settings import agent_options
 
 
 def _worker(T=9, num_envs=4, delay=2):
     env_factory = functools.partial(make_vector_env, "memory_cue", num_envs, seed=0, options={"delay": delay})
-    agent_factory = functools.partial(build_agent, (4,), 2, torso_size=16, core_options={"hidden_size": 16})
+    agent_factory = functools.partial(build_agent, (4,), 2, **agent_options(torso_size=16, core_options={"hidden_size": 16}))
     return RolloutWorker(0, env_factory, agent_factory, T, seed=5), agent_factory
 
 
@@ -68,8 +69,10 @@ def test_non_finite_loss_skips_the_update_and_keeps_the_weights():
 def _memory_worker(core, T=7):
     env_factory = functools.partial(make_vector_env, "memory_cue", 3, seed=0, options={"delay": 20})
     agent_factory = functools.partial(
-        build_agent, (4,), 2, torso_size=16,
-        core=core, core_options={"hidden_size": 16, "memory_slots": 32, "word_size": 8, "num_heads": 2, "top_k": 4},
+        build_agent, (4,), 2, **agent_options(
+            torso_size=16, core=core,
+            core_options={"hidden_size": 16, "memory_slots": 32, "word_size": 8, "num_heads": 2, "top_k": 4},
+        ),
     )
     return RolloutWorker(0, env_factory, agent_factory, T, seed=3), agent_factory
 

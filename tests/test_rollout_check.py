@@ -13,6 +13,7 @@ from engram.config import LearnerConfig
 from envs.registry import make_vector_env
 from learners.learner import Learner, LearnerSettings
 from learners.rollout_check import RolloutRejected, RolloutSpec
+from agent_settings import agent_options
 
 T, B, A = 6, 3, 2
 CORE_OPTIONS = {
@@ -24,7 +25,9 @@ CORE_OPTIONS = {
 
 def _setup(core):
     env_factory = functools.partial(make_vector_env, "memory_cue", B, seed=0, options={"delay": 3})
-    make_agent = functools.partial(build_agent, (4,), A, torso_size=16, core=core, core_options=CORE_OPTIONS[core])
+    make_agent = functools.partial(
+        build_agent, (4,), A, **agent_options(torso_size=16, core=core, core_options=CORE_OPTIONS[core])
+    )
     worker = RolloutWorker(0, env_factory, make_agent, T, seed=1)
     spec = RolloutSpec.from_agent(make_agent(), (4,), "float32", T)
     return worker, make_agent, spec

@@ -31,7 +31,7 @@ def _random_state(core, batch_size, generator):
 def test_exact_read_with_k_equal_n_is_a_dense_softmax_read():
     torch.manual_seed(0)
     B, H, N, W = 2, 3, 12, 5
-    core = SAMCore(4, hidden_size=8, memory_slots=N, word_size=W, num_heads=H, top_k=N).double()
+    core = SAMCore(4, hidden_size=8, memory_slots=N, word_size=W, num_heads=H, top_k=N, index="exact").double()
     memory = torch.randn(B, N, W, dtype=torch.float64)
     query = torch.randn(B, H, W, dtype=torch.float64)
     strength = 1 + torch.rand(B, H, dtype=torch.float64)
@@ -93,7 +93,7 @@ def test_undo_log_gradients_equal_a_naive_cloning_reference_float64():
     generator = torch.Generator().manual_seed(1)
     torch.manual_seed(1)
     T, B, F_in, N, W, H, K = 24, 2, 5, 10, 4, 2, 3
-    core = SAMCore(F_in, hidden_size=7, memory_slots=N, word_size=W, num_heads=H, top_k=K, lru="argmin").double()
+    core = SAMCore(F_in, hidden_size=7, memory_slots=N, word_size=W, num_heads=H, top_k=K, lru="argmin", index="exact").double()
     features = torch.randn(T, B, F_in, dtype=torch.float64, generator=generator, requires_grad=True)
     targets = torch.randn(T, B, core.output_size, dtype=torch.float64, generator=generator)
     state = _random_state(core, B, generator)
@@ -123,7 +123,7 @@ def test_undo_log_gradients_equal_a_naive_cloning_reference_float64():
 
 def test_loss_on_an_early_step_only_rewinds_the_later_writes():
     torch.manual_seed(2)
-    core = SAMCore(3, hidden_size=6, memory_slots=16, word_size=4, num_heads=2, top_k=2).double()
+    core = SAMCore(3, hidden_size=6, memory_slots=16, word_size=4, num_heads=2, top_k=2, index="exact").double()
     state = core.initial_state(2)
     start = state["memory"].clone()
     outputs = []
@@ -159,7 +159,7 @@ def test_lru_row_is_the_least_recently_accessed(use_heap):
 
 def _stored_bytes(memory_slots):
     torch.manual_seed(4)
-    core = SAMCore(6, hidden_size=10, memory_slots=memory_slots, word_size=8, num_heads=2, top_k=4, lru="heap")
+    core = SAMCore(6, hidden_size=10, memory_slots=memory_slots, word_size=8, num_heads=2, top_k=4, lru="heap", index="exact")
     features = torch.randn(100, 1, 6)
     state = core.initial_state(1)
     seen: dict[int, int] = {}
@@ -215,7 +215,7 @@ def test_faiss_recall_after_many_incremental_writes():
 
 def test_packed_state_round_trips_exactly_and_is_sparse():
     torch.manual_seed(6)
-    core = SAMCore(3, hidden_size=6, memory_slots=5000, word_size=4, num_heads=2, top_k=2)
+    core = SAMCore(3, hidden_size=6, memory_slots=5000, word_size=4, num_heads=2, top_k=2, index="exact")
     state = core.initial_state(3)
     with torch.no_grad():
         for t in range(15):
@@ -235,7 +235,7 @@ def test_packed_state_round_trips_exactly_and_is_sparse():
 
 def test_reset_inside_a_recorded_unroll_blocks_gradient_and_is_reverted():
     torch.manual_seed(7)
-    core = SAMCore(3, hidden_size=6, memory_slots=32, word_size=4, num_heads=2, top_k=2).double()
+    core = SAMCore(3, hidden_size=6, memory_slots=32, word_size=4, num_heads=2, top_k=2, index="exact").double()
     state = core.initial_state(2)
     start = state["memory"].clone()
     x = torch.randn(10, 2, 3, dtype=torch.float64, requires_grad=True)
@@ -257,7 +257,7 @@ def test_an_unpacked_state_steps_as_the_state_it_was_packed_from(options):
     state holds (started empty, the heap ran dry on a full memory and the index missed
     every row written before the unroll)."""
     torch.manual_seed(6)
-    core = SAMCore(3, hidden_size=8, memory_slots=48, word_size=4, num_heads=2, top_k=2, **options)
+    core = SAMCore(3, hidden_size=8, memory_slots=48, word_size=4, num_heads=2, top_k=2, **{"index": "exact", **options})
     state = core.initial_state(2)
     with torch.no_grad():
         for _ in range(60):  # every row written at least once

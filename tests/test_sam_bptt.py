@@ -38,7 +38,7 @@ class Step:
 def make_core(kind: str, **options):
     torch.manual_seed(3)
     cls = SDNCCore if kind == "sdnc" else SAMCore
-    options = {"hidden_size": 6, "memory_slots": 16, "word_size": 4, "num_heads": 2, "top_k": 3, **options}
+    options = {"hidden_size": 6, "memory_slots": 16, "word_size": 4, "num_heads": 2, "top_k": 3, "index": "exact", **options}
     return cls(F_IN, **options).double()
 
 

@@ -37,7 +37,7 @@ def test_links_follow_write_order_and_keep_at_most_k_l_distinct_entries():
 
 def test_sdnc_backward_reverts_memory_and_state_round_trips():
     torch.manual_seed(1)
-    core = SDNCCore(4, hidden_size=8, memory_slots=40, word_size=6, num_heads=2, top_k=3)
+    core = SDNCCore(4, hidden_size=8, memory_slots=40, word_size=6, num_heads=2, top_k=3, index="exact")
     state = core.initial_state(2)
     x = torch.randn(12, 2, 4, requires_grad=True)
     total = 0

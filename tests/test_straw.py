@@ -11,15 +11,16 @@ from agents import straw_attention
 from agents.agent import Agent
 from agents.straw import StrawCore, time_shift
 from agents.torsos import VectorTorso
+from agent_settings import core_options
 
 NUM_ACTIONS = 5
 OBS_SIZE = 6
 
 
 def make_core(variant="straw", input_size=12, **kwargs):
-    options = dict(plan_length=8, patch_size=4, hidden_size=16, variant=variant, latent_size=3)
+    options = core_options(variant, plan_length=8, patch_size=4, hidden_size=16, latent_size=3)
     options.update(kwargs)
-    return StrawCore(input_size, NUM_ACTIONS, **options)
+    return StrawCore(input_size, NUM_ACTIONS, variant=variant, **options)
 
 
 def busy_state(core, batch_size, seed=0):
@@ -282,6 +283,7 @@ def make_agent(variant):
         VectorTorso((OBS_SIZE,), output_size=16),
         lambda input_size: make_core(variant, input_size=input_size),
         num_actions=NUM_ACTIONS,
+        reward_clip=1.0,
     )
 
 
@@ -375,7 +377,7 @@ def test_checkpointed_unroll_gives_exact_gradients_with_replayed_decisions(varia
     from learners.bptt_plan import plan
     torch.manual_seed(14)
     agent = Agent(
-        Float64Torso(OBS_SIZE, 8), lambda size: make_core(variant, input_size=size), NUM_ACTIONS
+        Float64Torso(OBS_SIZE, 8), lambda size: make_core(variant, input_size=size), NUM_ACTIONS, reward_clip=1.0
     ).double()
     observations, actions, rewards, dones = rollout_inputs(steps=12, batch=3)
     observations, rewards = observations.double(), rewards.double()

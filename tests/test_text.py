@@ -74,11 +74,12 @@ def test_streams_are_contiguous_and_windows_follow_on():
 # ------------------------------------------------------------------------ the model
 
 def _model(core="lstm", vocabulary=7, **options):
+    from agent_settings import core_options
     from agents.core_names import STRAW_VARIANTS
     from agents.registry import core_factory
 
-    defaults = {"lstm": {"hidden_size": 8}}.get(core, {"hidden_size": 8, "plan_length": 4, "patch_size": 2})
-    built = core_factory(core, vocabulary, {**defaults, **options})(vocabulary)
+    small = {"lstm": {"hidden_size": 8}}.get(core, {"hidden_size": 8, "plan_length": 4, "patch_size": 2})
+    built = core_factory(core, vocabulary, core_options(core, **small, **options))(vocabulary)
     return CharPredictor(built, vocabulary, readout=core not in STRAW_VARIANTS)
 
 

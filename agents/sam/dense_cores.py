@@ -36,7 +36,7 @@ class _DenseMemoryCore(RecurrentCore):
     """
 
     def __init__(self, input_size: int, *, hidden_size: int, memory_slots: int,
-                 word_size: int = 32, num_heads: int = 4, top_k: int | None = None,
+                 word_size: int, num_heads: int, top_k: int | None = None,
                  index: str = "exact", output_size: int | None = None,
                  usage_threshold: float = usage_lib.DEFAULT_THRESHOLD):
         super().__init__()
@@ -91,7 +91,7 @@ class _DenseMemoryCore(RecurrentCore):
 class DAMCore(_DenseMemoryCore):
     """Dense Access Memory: SAM's read/write rules with dense weights."""
 
-    def __init__(self, input_size: int, *, word_size: int = 32, **kwargs):
+    def __init__(self, input_size: int, *, word_size: int, **kwargs):
         self.per_head = 2 * word_size + 3  # q, β, a, α, γ
         super().__init__(input_size, word_size=word_size, **kwargs)
 
@@ -113,7 +113,7 @@ class DAMCore(_DenseMemoryCore):
 class NTMCore(_DenseMemoryCore):
     """NTM-style dense content memory (content addressing, gated interpolation, erase/add)."""
 
-    def __init__(self, input_size: int, *, word_size: int = 32, **kwargs):
+    def __init__(self, input_size: int, *, word_size: int, **kwargs):
         # read key, read strength, write key, write strength, gate g, erase e, add a
         self.per_head = 4 * word_size + 3
         super().__init__(input_size, word_size=word_size, **kwargs)

@@ -58,9 +58,9 @@ class SparseMemoryCore(RecurrentCore):
             `agent.memory.hidden_size` owns it, 256).
         memory_slots: N, rows of memory per sequence (no default here: `agent.memory.memory_slots`,
             4,096).
-        word_size: W, the width of a row (paper: 32).
+        word_size: W, the width of a row (paper: 32; the config's default too).
         num_heads: H, read/write heads (paper: 4).
-        top_k: K, rows per sparse read (paper: 4 or 8).
+        top_k: K, rows per sparse read (paper: 4 or 8; the config: 4).
         index: ``"exact"`` (batched matmul + topk) or ``"faiss"`` (HNSW + exact delta).
         index_options: keyword options of :class:`agents.sam.index.FaissIndex`.
         output_size: size of ``CoreOutput.features``; defaults to ``hidden_size``.
@@ -79,10 +79,10 @@ class SparseMemoryCore(RecurrentCore):
         *,
         hidden_size: int,
         memory_slots: int,
-        word_size: int = 32,
-        num_heads: int = 4,
-        top_k: int = 4,
-        index: str = "exact",
+        word_size: int,
+        num_heads: int,
+        top_k: int,
+        index: str,
         index_options: dict | None = None,
         output_size: int | None = None,
         usage_threshold: float = usage_lib.DEFAULT_THRESHOLD,

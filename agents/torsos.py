@@ -30,11 +30,28 @@ def _scale_frames(frames: torch.Tensor, like: torch.Tensor, center: bool = False
     return scaled
 
 
+SHALLOW_MIN_SIZE = 20  # 8×8/4 leaves at least 4 pixels for the 4×4/2 after it
+
+
+def _image_shape(observation_shape: tuple[int, ...], torso: str) -> tuple[int, int, int]:
+    if len(observation_shape) != 3:
+        raise ValueError(
+            f"the {torso} torso takes frames [C, H, W], got observations of shape {tuple(observation_shape)}: "
+            "use the mlp torso for vectors"
+        )
+    return tuple(observation_shape)
+
+
 class ShallowTorso(nn.Module):
     def __init__(self, observation_shape: tuple[int, ...], output_size: int = 256, center_frames: bool = False):
         super().__init__()
         self.center_frames = center_frames
-        channels, height, width = observation_shape
+        channels, height, width = _image_shape(observation_shape, "shallow")
+        if min(height, width) < SHALLOW_MIN_SIZE:
+            raise ValueError(
+                f"the shallow torso needs frames of at least {SHALLOW_MIN_SIZE}×{SHALLOW_MIN_SIZE} pixels, got "
+                f"{height}×{width}: render larger frames (the maze's pixel_scale) or use the deep torso"
+            )
         self.convs = nn.Sequential(
             nn.Conv2d(channels, 16, kernel_size=8, stride=4),
             nn.ReLU(),
@@ -72,7 +89,7 @@ class DeepTorso(nn.Module):
     ):
         super().__init__()
         self.center_frames = center_frames
-        in_channels, height, width = observation_shape
+        in_channels, height, width = _image_shape(observation_shape, "deep")
         sections = []
         for out_channels in channels:
             sections += [
@@ -96,6 +113,11 @@ class DeepTorso(nn.Module):
 class VectorTorso(nn.Module):
     def __init__(self, observation_shape: tuple[int, ...], output_size: int = 64):
         super().__init__()
+        if len(observation_shape) != 1:
+            raise ValueError(
+                f"the mlp torso takes flat vector observations, got shape {tuple(observation_shape)}: "
+                "use the shallow or deep torso for frames"
+            )
         (size,) = observation_shape
         self.layers = nn.Sequential(
             nn.Linear(size, output_size), nn.ReLU(), nn.Linear(output_size, output_size), nn.ReLU()

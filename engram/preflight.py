@@ -24,6 +24,19 @@ def check_env(config: Config) -> build.EnvSpec:
         raise ConfigError(f"env.{config.env.kind}: the environment cannot be built with these settings: {error}") from None
 
 
+def check_agent(config: Config, make_agent, spec: build.EnvSpec) -> None:
+    """Build the configured agent once for the env's observations: a torso or core that does
+    not fit them is named here, not in a traceback from inside a Ray actor."""
+    try:
+        make_agent()
+    except (TypeError, ValueError) as error:
+        agent = config.agent
+        raise ConfigError(
+            f"agent: torso {agent.torso!r} with core {agent.core!r} cannot be built for env.{config.env.kind}'s "
+            f"observations of shape {tuple(spec.observation_shape)}: {error}"
+        ) from None
+
+
 def check_learner_device(config: Config) -> None:
     """A learner in this process must find its device here (a learner actor finds it on its node)."""
     resources = config.resources

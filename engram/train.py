@@ -229,6 +229,7 @@ def train(
     spec = preflight.check_env(config)
     preflight.check_learner_device(config)
     make_agent = build.agent_factory(config, spec)
+    preflight.check_agent(config, make_agent, spec)
     started_ray = _init_ray(address, config.resources.worker_niceness)
     learner = telemetry = None
     stop_requested = []

@@ -24,6 +24,21 @@ def test_a_maze_option_the_env_rejects_stops_before_the_folder_is_written(tmp_pa
     assert not (tmp_path / "run").exists()
 
 
+def test_a_torso_the_observations_are_too_small_for_stops_before_the_folder_is_written(tmp_path):
+    """A 5×5 view at pixel scale 3 is 15×15 pixels; the shallow torso's two convs need 20."""
+    config = load_config("configs/maze_lstm.yaml", ["env.maze.options={size: 11, view_size: 5, pixel_scale: 3}"])
+    with pytest.raises(ConfigError, match=r"agent: torso 'shallow'.*\(3, 15, 15\).*at least 20×20 pixels, got 15×15"):
+        train(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_image_torso_on_vector_observations_is_named(tmp_path):
+    config = load_config("configs/smoke.yaml", ["agent.torso=shallow"])
+    with pytest.raises(ConfigError, match=r"agent: torso 'shallow'.*takes frames \[C, H, W\].*use the mlp torso"):
+        train(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.skipif(torch.cuda.device_count() > 7, reason="this machine has a cuda:7")
 def test_a_missing_cuda_device_exits_2_before_the_folder_is_written(tmp_path, capsys):
     run_dir = tmp_path / "run"

@@ -118,7 +118,8 @@ class StepBytes:
         chained_internal_bytes: the same for a step whose input state is held already
             (the output of the step before it): what plain BPTT holds per step.
         fixed_bytes: held whatever the plan: state updated in place (SAM's memory tables)
-            and its journal over the whole unroll. :func:`make_plan` plans the rest.
+            and its journal over the whole unroll. :func:`learners.bptt.unroll.plan_within_budget`
+            plans the rest.
     """
 
     hidden_bytes: int

@@ -54,8 +54,7 @@ def plan_within_budget(
     too small names the total it needs."""
     if mode not in MODES:
         raise ValueError(f"a planned unroll's mode must be one of {', '.join(MODES)}, got {mode!r}")
-    budget_bytes = _whole_bytes(budget_bytes)
-    budget, fixed = budget_bytes, step_bytes.fixed_bytes
+    budget, fixed = _whole_bytes(budget_bytes), step_bytes.fixed_bytes
     try:
         return plan_for_budget(
             seq_len, max(budget - fixed, 0), step_bytes.hidden_bytes, step_bytes.internal_bytes, mode=mode,

@@ -57,11 +57,12 @@ abstract and figure captions), so these are choices we stand by and test, not re
   the latest). ρ appends zeros to A and ones to c; with that column the appended zeros of A
   never reach the front.
 * The initial commitment plan is ``[1, 0, …, 0]``, so the first step of an episode re-plans.
-* e (``commitment_scale``) is a fixed constant, default 40: large enough that one written
-  filter takes c from near 0 to near 1 (sigmoid(b ± e·F) with F ≤ 1), so the commitment
-  plan is a sharp spike where the next re-plan falls; b is a learned scalar initialised to ``commitment_bias_init`` (0: before training about one
-  step in two re-plans, and the commitment cost teaches the plan to commit). With −5, which
-  commits about 10 steps at a time from the start, STRAW did not learn the maze in 3M steps.
+* e (``commitment_scale``) is a fixed constant, default 40: large enough that the written
+  filter (F ≤ 1) lifts c to near 1 at its centre for any b training reaches, so the next
+  re-plan falls at a sharp spike; away from it c = sigmoid(b). b is a learned scalar
+  initialised to ``commitment_bias_init`` (0: before training one step in two re-plans,
+  and the commitment cost teaches b to fall). With −5, which commits about 10 steps at a
+  time from the start, STRAW did not learn the maze in 3M steps.
 * ``isolate_commitment`` (default on): the commitment head reads the planner's features
   detached, so the straight-through and commitment-cost gradients, amplified by e, train
   only that head and b. Without it the shared planner learned far slower on the maze

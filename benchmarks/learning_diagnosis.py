@@ -74,6 +74,7 @@ def diagnose(config, *, updates: int, checkpoint: str | None = None, seed: int =
     s = learner.settings
     head_start = learner.agent.policy_head.weight.detach().clone()
     sign_sum = torch.zeros_like(head_start)
+    head_updates = 0
     records = []
     groups = _layer_groups(learner.agent)
     started = time.perf_counter()
@@ -90,19 +91,25 @@ def diagnose(config, *, updates: int, checkpoint: str | None = None, seed: int =
         raw_norm = float(torch.nn.utils.clip_grad_norm_(learner.agent.parameters(), s.grad_clip))
         clipped = [p.grad.detach().clone() if p.grad is not None else None for p in learner.agent.parameters()]
         before = {name: [p.detach().clone() for p in params] for name, params in groups.items()}
-        sign_sum += learner.agent.policy_head.weight.grad.sign()
+        head_grad = learner.agent.policy_head.weight.grad  # None for STRAW, whose policy is its plan
+        if head_grad is not None:
+            sign_sum += head_grad.sign()
+            head_updates += 1
         learner.optimizer.step()
         learner.optimizer.zero_grad(set_to_none=True)
         layers = {}
         for name, params in groups.items():
             moved = torch.cat([(p.detach() - b).abs().flatten() for p, b in zip(params, before[name])])
             layers[name] = float(moved.mean()) / s.learning_rate
-        grads_by_layer = {}
+        grads_by_layer, grad_norm_by_layer = {}, {}
         index = 0
         for name, params in groups.items():
             chunk = [g for g in clipped[index:index + len(params)] if g is not None]
             index += len(params)
-            grads_by_layer[name] = float(torch.cat([g.flatten() for g in chunk]).pow(2).mean().sqrt()) if chunk else 0.0
+            flat = torch.cat([g.flatten() for g in chunk]) if chunk else torch.zeros(1)
+            grads_by_layer[name] = float(flat.pow(2).mean().sqrt()) if chunk else 0.0
+            # before the clip: what each layer contributes to the norm the clip reads
+            grad_norm_by_layer[name] = float(flat.norm()) / min(1.0, s.grad_clip / max(raw_norm, 1e-12))
         entropy = float(-terms["entropy"].detach() / s.entropy_cost / targets.vs.numel()) if s.entropy_cost else float("nan")
         records.append({
             "update": update,
@@ -115,12 +122,13 @@ def diagnose(config, *, updates: int, checkpoint: str | None = None, seed: int =
             "term_grad_norms": term_norms,
             "entropy_per_step": entropy,
             "grad_rms_by_layer": grads_by_layer,
+            "grad_norm_by_layer": grad_norm_by_layer,
             "step_over_lr_by_layer": layers,
         })
     displacement = float((learner.agent.policy_head.weight.detach() - head_start).abs().mean())
     return {
         "benchmark": "learning_diagnosis",
-        "config": {"game": config.env.atari.game, "optimizer": s.optimizer, "learning_rate": s.learning_rate,
+        "config": {"game": config.env.atari.game if config.env.kind == "atari" else config.env.kind, "optimizer": s.optimizer, "learning_rate": s.learning_rate,
                    "rmsprop_eps": s.rmsprop_eps, "grad_clip": s.grad_clip, "batch": config.learner.batch_size,
                    "unroll": config.learner.unroll_length, "checkpoint": checkpoint},
         "log_num_actions": math.log(spec.num_actions),
@@ -128,7 +136,7 @@ def diagnose(config, *, updates: int, checkpoint: str | None = None, seed: int =
         "policy_head": {
             "mean_abs_displacement": displacement,
             "random_walk_displacement": s.learning_rate * math.sqrt(updates) * math.sqrt(2 / math.pi),
-            "gradient_sign_consistency": float(sign_sum.abs().mean() / updates),
+            "gradient_sign_consistency": float(sign_sum.abs().mean() / head_updates) if head_updates else None,
         },
         "seconds": time.perf_counter() - started,
         "machine": platform.machine(),
@@ -151,16 +159,20 @@ def summarise(result: dict) -> str:
         "term grad norms: " + "  ".join(
             f"{k} {np.mean([r['term_grad_norms'][k] for r in rows]):.2f}" for k in rows[0]["term_grad_norms"]),
         f"entropy/step {rows[-1]['entropy_per_step']:.3f} (uniform {result['log_num_actions']:.3f})",
-        f"{'layer':28s} {'grad rms/elem':>14s} {'step / lr':>10s}",
+        f"{'layer':28s} {'grad rms/elem':>14s} {'grad norm':>10s} {'step / lr':>10s}",
     ]
+    later = rows[len(rows) // 2:]
     for layer in rows[0]["grad_rms_by_layer"]:
-        grad = np.mean([r["grad_rms_by_layer"][layer] for r in rows[len(rows) // 2:]])
-        step = np.mean([r["step_over_lr_by_layer"][layer] for r in rows[len(rows) // 2:]])
-        lines.append(f"{layer:28s} {grad:14.2e} {step:10.3f}")
+        grad = np.mean([r["grad_rms_by_layer"][layer] for r in later])
+        norm = np.mean([r["grad_norm_by_layer"][layer] for r in later])
+        step = np.mean([r["step_over_lr_by_layer"][layer] for r in later])
+        lines.append(f"{layer:28s} {grad:14.2e} {norm:10.2f} {step:10.3f}")
     head = result["policy_head"]
+    consistency = head["gradient_sign_consistency"]
     lines.append(
         f"policy head: moved {head['mean_abs_displacement']:.2e} per weight (a random walk of lr-sized steps: "
-        f"{head['random_walk_displacement']:.2e}); gradient sign consistency {head['gradient_sign_consistency']:.2f}"
+        f"{head['random_walk_displacement']:.2e}); gradient sign consistency "
+        + (f"{consistency:.2f}" if consistency is not None else "n/a (the core's plan is the policy)")
     )
     return "\n".join(lines)
 

@@ -14,11 +14,12 @@ RLlib's algorithm checkpoint); one interrupted before its first checkpoint start
 Runs go one at a time, each in its own process, so each has the machine to itself, seed
 by seed (every config's seed 0, then every config's seed 1, ...).
 
-    engram bench learning [--config configs/pong_lstm.yaml ...] [--games breakout]
+    engram bench learning [--config configs/pong_lstm.yaml ...] [--games breakout,pong]
         [--frames 2000000] [--seeds 3] [--against rllib] [--set KEY=VALUE ...]
         [--at 500000,1000000] [--out benchmarks/out/learning]
 
-The defaults (Breakout, 2M frames, 3 seeds, engram only) take about half an hour on 2
+Each config trains on its own game unless ``--games`` names others. The defaults
+(configs/pong_lstm.yaml on Breakout, 2M frames, 3 seeds, engram only) take about half an hour on 2
 cores; with ``--against rllib`` about an hour.
 """
 
@@ -304,6 +305,14 @@ def run_sweep(specs: list[RunSpec], out: Path, at_frames: list[int], *, train: b
     return result
 
 
+def requested_games(games: str | None, *, configs_given: bool) -> list[str] | None:
+    """The games of ``--games``; None (each config's own game) when it is not given with a
+    ``--config``, Breakout when neither is given (the default config is Pong's)."""
+    if games is None:
+        return None if configs_given else ["breakout"]
+    return [g.strip() for g in games.split(",") if g.strip()] or None
+
+
 def _ints(text: str) -> list[int]:
     return [int(float(part)) for part in text.split(",") if part.strip()]
 
@@ -312,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="engram bench learning", description=__doc__.splitlines()[0])
     parser.add_argument("--config", dest="configs", action="append", default=None, metavar="YAML",
                         help="a config to train (repeatable; default configs/pong_lstm.yaml)")
-    parser.add_argument("--games", default="breakout", help="comma-separated Atari games ('' = each config's own)")
+    parser.add_argument("--games", default=None,
+                        help="comma-separated Atari games (default: each config's own; Breakout without --config)")
     parser.add_argument("--frames", type=lambda t: int(float(t)), default=2_000_000, help="ALE frames per run")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 … N−1 per config and game")
     parser.add_argument("--against", choices=[RLLIB], default=None, help="also train RLlib IMPALA on the same games")
@@ -323,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="read the runs already in --out; train nothing")
     args = parser.parse_args(argv)
     configs = args.configs or ["configs/pong_lstm.yaml"]
-    games = [g for g in args.games.split(",") if g.strip()] or None
+    games = requested_games(args.games, configs_given=bool(args.configs))
     at_frames = args.at or [args.frames * k // 4 for k in (1, 2, 3, 4)]
     specs = sweep_specs(configs, games, list(range(args.seeds)), args.frames, args.overrides, args.against == RLLIB)
     run_sweep(specs, Path(args.out), at_frames, train=not args.report_only)

@@ -119,3 +119,15 @@ def test_a_run_not_yet_trained_reads_as_an_empty_curve_and_scores_nothing(tmp_pa
     curve = engram_curve(spec, tmp_path)
     assert curve.frames == [] and curve.at(500) is None
     assert score([curve], [500])[0]["at"]["500"] is None
+
+
+def test_a_named_config_trains_on_its_own_game_unless_games_are_given():
+    def games_of(games_arg, configs):
+        games = learning.requested_games(games_arg, configs_given=bool(configs))
+        specs = learning.sweep_specs(configs or ["configs/pong_lstm.yaml"], games, [0], 1000, [], False)
+        return sorted({spec.game for spec in specs})
+
+    assert games_of(None, ["configs/freeway_lstm.yaml"]) == ["freeway"]
+    assert games_of(None, []) == ["breakout"]
+    assert games_of("pong,breakout", ["configs/freeway_lstm.yaml"]) == ["breakout", "pong"]
+    assert games_of("", ["configs/freeway_lstm.yaml"]) == ["freeway"]

@@ -21,11 +21,14 @@ shows images about 330 pixels wide by default, so the figure is narrow (4.6 inch
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 ACCESS_THRESHOLD = 0.005  # SAM's usage threshold δ: weights below it do not count as an access
 MAX_ROWS = 24  # rows shown; the most touched ones when a window touches more
 WIDTH_INCHES = 4.6
+TITLE_CHARS = 60  # 9-point characters that fit across WIDTH_INCHES
 
 
 def _touched(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -117,7 +120,8 @@ def draw(telemetry: dict[str, np.ndarray], *, env: int = 0, first_step: int = 0,
     access.set_yticklabels(row_labels, fontsize=8)
     access.set_ylim(-0.7, max(len(shown), 1) - 0.3)
     access.invert_yaxis()
-    access.set_title(title or "memory access (size, opacity: weight)", fontsize=9)
+    # wrapped: a caption wider than the 4.6-inch figure would be cut at both edges
+    access.set_title(textwrap.fill(title or "memory access (size, opacity: weight)", TITLE_CHARS), fontsize=9)
     access.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=heads + 1,
                   frameon=False, handletextpad=0.2, columnspacing=0.8)
     access.grid(alpha=0.2)

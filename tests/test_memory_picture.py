@@ -61,3 +61,13 @@ def test_a_memory_core_rollout_draws_the_access_picture(core, panels, monkeypatc
 def test_an_lstm_rollout_has_no_access_picture():
     rollout = _rollout("lstm")
     assert "memory/access" not in core_telemetry.summarise([rollout], pictures=True).images
+
+
+def test_a_long_caption_is_wrapped_inside_the_picture():
+    rollout = _rollout("sam")
+    caption = "memory access: popgym RepeatPreviousEasy, agent step 20,480: env 0 of actor 0, policy v12345"
+    image = memory_picture.draw(rollout.telemetry, env=0, title=caption).astype(int)
+    title_band = image[: image.shape[0] // 10]
+    assert (title_band < 128).any()  # the caption is drawn there
+    edges = np.concatenate([title_band[:, :3], title_band[:, -3:]], axis=1)
+    assert edges.min() > 200  # and no text runs off either side

@@ -39,7 +39,7 @@ def build_agent(
     core_options: dict[str, Any],
     reward_clip: float,
     init: str,
-    center_frames: bool,
+    center_frames: str,
 ) -> Agent:
     """The agent the ``agent`` section describes (``engram.build.agent_factory`` passes every
     setting: their defaults live in ``engram/config.py`` only). ``torso="auto"`` picks

@@ -8,7 +8,7 @@
 * :class:`VectorTorso`: a two-layer MLP for flat float observations (the cheap envs).
 
 Image inputs are ``uint8`` ``[B, C, H, W]`` and are scaled to [0, 1] here, so frames stay
-``uint8`` everywhere before the encoder. ``center_frames`` also subtracts each frame's mean:
+``uint8`` everywhere before the encoder. ``center_frames="mean"`` also subtracts each frame's mean:
 on a game with a uniform non-black background (Pong) the per-parameter optimiser steps
 otherwise drift every first-layer filter's weight sum the same way until the channel is
 zero on every frame and dies (benchmarks/RESULTS.md, "Learning on Atari").
@@ -21,12 +21,24 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def _scale_frames(frames: torch.Tensor, like: torch.Tensor, center: bool = False) -> torch.Tensor:
-    """uint8 frames -> [0, 1] in the dtype of the weight ``like``; with ``center``, minus each
-    frame's own mean (per stacked frame), so a uniform background reads 0."""
+FRAME_CENTRINGS = ("none", "mean", "background")
+BACKGROUND_STRIDE = 4  # the median of every 4th pixel each way: 441 of an 84×84 frame's 7,056
+
+
+def _scale_frames(frames: torch.Tensor, like: torch.Tensor, center: str = "none") -> torch.Tensor:
+    """uint8 frames -> [0, 1] in the dtype of the weight ``like``, minus, per stacked frame:
+    ``"mean"``, its mean; ``"background"``, its median (the colour of whatever covers most of
+    the frame: 0 on Breakout's black, the field's grey on Pong), so that a uniform background
+    reads 0 and the objects keep their values; ``"none"``, nothing."""
     scaled = frames.to(like.dtype) * (1.0 / 255.0)
-    if center:
+    if center == "mean":
         scaled = scaled - scaled.mean(dim=(-2, -1), keepdim=True)
+    elif center == "background":
+        sample = frames[..., ::BACKGROUND_STRIDE, ::BACKGROUND_STRIDE].flatten(-2)
+        background = sample.median(dim=-1).values.to(like.dtype) * (1.0 / 255.0)
+        scaled = scaled - background[..., None, None]
+    elif center != "none":
+        raise ValueError(f"unknown frame centring {center!r}; expected one of {', '.join(FRAME_CENTRINGS)}")
     return scaled
 
 
@@ -43,7 +55,7 @@ def _image_shape(observation_shape: tuple[int, ...], torso: str) -> tuple[int, i
 
 
 class ShallowTorso(nn.Module):
-    def __init__(self, observation_shape: tuple[int, ...], output_size: int = 256, center_frames: bool = False):
+    def __init__(self, observation_shape: tuple[int, ...], output_size: int = 256, center_frames: str = "none"):
         super().__init__()
         self.center_frames = center_frames
         channels, height, width = _image_shape(observation_shape, "shallow")
@@ -85,7 +97,7 @@ class DeepTorso(nn.Module):
         observation_shape: tuple[int, ...],
         output_size: int = 256,
         channels: tuple[int, ...] = (16, 32, 32),
-        center_frames: bool = False,
+        center_frames: str = "none",
     ):
         super().__init__()
         self.center_frames = center_frames

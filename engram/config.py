@@ -202,10 +202,18 @@ class AgentConfig(Section):
         "auto", description="Encoder: IMPALA shallow / deep conv for frames, mlp for vectors; auto picks by shape."
     )
     torso_size: int = Field(256, gt=0, description="Encoder output features.")
-    center_frames: bool = Field(
-        True, description="Image torsos subtract each frame's mean, so a uniform background cannot drift the first "
-        "conv layer's channels to death (Pong); see agents/torsos.py."
+    center_frames: Literal["none", "mean", "background"] = Field(
+        "mean", description="What image torsos subtract from each frame: its mean (a uniform background cannot drift "
+        "the first conv layer's channels to death, Pong), its background (median) colour, or nothing (RLlib's "
+        "input; Breakout learns faster so). true/false mean 'mean'/'none'. See agents/torsos.py."
     )
+
+    @field_validator("center_frames", mode="before")
+    @classmethod
+    def _centring_from_bool(cls, value):
+        if isinstance(value, bool):  # configs and checkpoints written before the choice of three
+            return "mean" if value else "none"
+        return value
     init: Literal["orthogonal", "torch"] = Field(
         "torch", description="Torso and head weights: orthogonal (gain √2, policy 0.01, value 1) or torch's defaults."
     )

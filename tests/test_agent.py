@@ -76,7 +76,7 @@ def test_centred_frames_make_the_torso_blind_to_a_uniform_background_shift():
     torch.manual_seed(0)
     frames = torch.randint(0, 100, (2, 4, 84, 84), dtype=torch.uint8)
     brighter = frames + 60  # the same scene on a brighter background
-    centred = ShallowTorso((4, 84, 84), center_frames=True)
+    centred = ShallowTorso((4, 84, 84), center_frames="mean")
     plain = ShallowTorso((4, 84, 84))
     plain.load_state_dict(centred.state_dict())
     assert torch.allclose(centred(frames), centred(brighter), atol=1e-5)
@@ -86,3 +86,22 @@ def test_centred_frames_make_the_torso_blind_to_a_uniform_background_shift():
     centred.convs[0].register_forward_pre_hook(lambda _m, args: first_layer_input.append(args[0]))
     centred(uniform)
     assert float(first_layer_input[0].abs().max()) < 1e-6
+
+
+def test_background_centring_zeroes_the_field_and_leaves_a_black_background_and_the_objects_alone():
+    from agents.torsos import ShallowTorso, _scale_frames
+
+    weight = torch.zeros(1)
+    pong = torch.full((1, 4, 84, 84), 87, dtype=torch.uint8)  # a grey field with a white paddle
+    pong[..., 30:46, 70:72] = 236
+    centred = _scale_frames(pong, weight, "background")
+    assert float(centred[..., :20, :20].abs().max()) == 0.0
+    assert torch.allclose(centred[..., 30:46, 70:72], torch.tensor((236 - 87) / 255.0))
+    breakout = torch.zeros((1, 4, 84, 84), dtype=torch.uint8)  # black, with bricks over a sixth of it
+    breakout[..., 10:24, :] = 140
+    assert torch.equal(_scale_frames(breakout, weight, "background"), _scale_frames(breakout, weight, "none"))
+    assert not torch.allclose(_scale_frames(breakout, weight, "mean"), _scale_frames(breakout, weight, "none"))
+    with pytest.raises(ValueError, match="background"):
+        _scale_frames(breakout, weight, "median")
+    torso = ShallowTorso((4, 84, 84), center_frames="background")
+    assert torch.isfinite(torso(pong)).all()

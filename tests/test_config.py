@@ -154,3 +154,11 @@ def test_an_unknown_bptt_mode_lists_the_modes_the_planner_knows():
 
     with pytest.raises(ConfigError, match="unknown BPTT mode 'mmm'; expected full or one of " + ", ".join(MODES)):
         load_config("configs/smoke.yaml", ["learner.bptt.mode=mmm"])
+
+
+def test_center_frames_takes_the_old_booleans_and_names_the_three_choices():
+    assert from_dict({"agent": {"center_frames": True}}).agent.center_frames == "mean"
+    assert from_dict({"agent": {"center_frames": False}}).agent.center_frames == "none"
+    assert from_dict({"agent": {"center_frames": "background"}}).agent.center_frames == "background"
+    with pytest.raises(ConfigError, match="center_frames"):
+        from_dict({"agent": {"center_frames": "median"}})

@@ -7,8 +7,8 @@ video is recorded). Each env plays a fixed quota of episodes (the quotas sum to
 "the first N episodes to finish" across parallel envs would favour short episodes.
 
 The envs are stepped by :class:`actors.stepping.EnvStepper`, the loop the rollout actors use
-(``SAME_STEP`` autoreset, ``first`` on each episode's first observation). Returns are the raw
-env rewards, unclipped.
+(``SAME_STEP`` autoreset, ``first`` on each episode's first observation), on the actors' torch
+thread count (``resources.actor_torch_threads``). Returns are the raw env rewards, unclipped.
 
 Videos (``video=PATH``) hold the first episode of env 0:
 
@@ -253,6 +253,10 @@ def _play(
         ) from None
     agent.eval()
     torch.manual_seed(seed)
+    # Play steps a handful of frames at a time, as an actor does: with more intra-op threads
+    # than idle cores, each small convolution waits on its threads (25× slower on 2 busy cores).
+    caller_threads = torch.get_num_threads()
+    torch.set_num_threads(config.resources.actor_torch_threads)
 
     quotas = _episode_quotas(episodes, num_envs)
     finished = np.zeros(num_envs, np.int64)  # episodes ended per env, counted or not
@@ -284,6 +288,7 @@ def _play(
                     recorder.recording = False
     finally:
         stepper.close()
+        torch.set_num_threads(caller_threads)
     return _PlayOutcome(returns, lengths, vector_steps, bool((finished >= quotas).all()))
 
 

@@ -138,6 +138,33 @@ def test_agent_is_told_where_episodes_begin(smoke_checkpoint, monkeypatch):
         assert first.tolist() == [t % episode_length == 0] * 8, t
 
 
+def test_play_uses_the_actors_thread_count_and_gives_the_callers_back(smoke_checkpoint, monkeypatch):
+    """Small-batch play on more intra-op threads than idle cores crawls; the caller's setting returns after."""
+    threads_seen = []
+    make_agent_factory = build.agent_factory
+
+    def spying_agent_factory(config, spec):
+        agent = make_agent_factory(config, spec)()
+        step = agent.step
+
+        def recording_step(*args):
+            threads_seen.append(torch.get_num_threads())
+            return step(*args)
+
+        agent.step = recording_step
+        return lambda: agent
+
+    monkeypatch.setattr(build, "agent_factory", spying_agent_factory)
+    caller_threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        evaluate(smoke_checkpoint, episodes=2, verbose=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(caller_threads)
+    assert threads_seen and set(threads_seen) == {1}  # resources.actor_torch_threads' default
+
+
 def test_max_steps_stops_an_unfinished_evaluation(smoke_checkpoint):
     result = evaluate(smoke_checkpoint, episodes=3, max_steps=SMOKE_DELAY + 1, verbose=False)
     assert not result["complete"]

@@ -8,10 +8,12 @@
 * :class:`VectorTorso`: a two-layer MLP for flat float observations (the cheap envs).
 
 Image inputs are ``uint8`` ``[B, C, H, W]`` and are scaled to [0, 1] here, so frames stay
-``uint8`` everywhere before the encoder. ``center_frames="mean"`` also subtracts each frame's mean:
-on a game with a uniform non-black background (Pong) the per-parameter optimiser steps
-otherwise drift every first-layer filter's weight sum the same way until the channel is
-zero on every frame and dies (benchmarks/RESULTS.md, "Learning on Atari").
+``uint8`` everywhere before the encoder. ``center_frames="background"`` (engram's default)
+also subtracts each frame's background colour: on a game with a uniform non-black background
+(Pong) the per-parameter optimiser steps otherwise drift every first-layer filter's weight
+sum the same way until the channel is zero on every frame and dies. ``"mean"``, the older fix,
+subtracts the mean instead, which on a black background (Breakout) shifts the input with the
+game state and slows learning (benchmarks/RESULTS.md, "Learning on Atari").
 """
 
 from __future__ import annotations

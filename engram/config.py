@@ -203,9 +203,10 @@ class AgentConfig(Section):
     )
     torso_size: int = Field(256, gt=0, description="Encoder output features.")
     center_frames: Literal["none", "mean", "background"] = Field(
-        "mean", description="What image torsos subtract from each frame: its mean (a uniform background cannot drift "
-        "the first conv layer's channels to death, Pong), its background (median) colour, or nothing (RLlib's "
-        "input; Breakout learns faster so). true/false mean 'mean'/'none'. See agents/torsos.py."
+        "background", description="What image torsos subtract from each frame: its background (median) colour, so "
+        "Pong's grey field reads 0 and cannot drift the first conv layer's channels to death while Breakout's black "
+        "is left alone; its mean (the older Pong fix, which holds Breakout back); or nothing (RLlib's input, which "
+        "kills Pong's first layer). true/false mean 'mean'/'none'. See agents/torsos.py and benchmarks/RESULTS.md."
     )
 
     @field_validator("center_frames", mode="before")
@@ -344,13 +345,14 @@ class LearnerConfig(Section):
     unroll_length: int = Field(20, gt=0, description="T: agent steps per rollout and per learner sequence.")
     batch_size: int = Field(32, gt=0, description="B: sequences per update (a multiple of resources.envs_per_actor).")
     optimizer: Literal["rmsprop", "adam"] = Field(
-        "adam", description="Optimiser. Adam at 2.5e-4 learns Atari here; RMSProp at IMPALA's settings does not "
+        "adam", description="Optimiser. Adam learns Atari here; RMSProp at IMPALA's settings does not "
         "(benchmarks/RESULTS.md, 'Learning on Atari')."
     )
     learning_rate: float = Field(
-        2.5e-4, gt=0,
-        description="Optimiser step size. Adam at 6e-4, or RMSProp with a small ε, kills most first-layer conv "
-        "channels on Pong within a few hundred updates (watch torso/alive/* in TensorBoard).",
+        6e-4, gt=0,
+        description="Optimiser step size: Adam at 6e-4 is RLlib's IMPALA rate. On frames not centred, it (or "
+        "RMSProp with a small ε) kills most of Pong's first-layer conv channels within a few hundred updates "
+        "(watch torso/alive/* in TensorBoard); agent.center_frames=background prevents that.",
     )
     rmsprop_alpha: float = Field(0.99, gt=0, lt=1, description="RMSProp decay.")
     rmsprop_eps: float = Field(

@@ -50,6 +50,24 @@ def _always_first_action(agent):
         agent.policy_head.bias.copy_(torch.tensor([0.5, 0.0]))
 
 
+def _record_each_agent_step(monkeypatch, record):
+    """Make the agent `evaluate` builds call ``record(step arguments)`` before each of its steps."""
+    make_agent_factory = build.agent_factory
+
+    def spying_agent_factory(config, spec):
+        agent = make_agent_factory(config, spec)()
+        step = agent.step
+
+        def recording_step(*args):
+            record(*args)
+            return step(*args)
+
+        agent.step = recording_step
+        return lambda: agent
+
+    monkeypatch.setattr(build, "agent_factory", spying_agent_factory)
+
+
 @pytest.fixture(scope="module")
 def smoke_config():
     assert load_config("configs/smoke.yaml").env.memory_cue.delay == SMOKE_DELAY
@@ -117,20 +135,9 @@ def test_same_seed_same_episodes_and_the_callers_rng_is_untouched(smoke_checkpoi
 def test_agent_is_told_where_episodes_begin(smoke_checkpoint, monkeypatch):
     """``first`` is True on each episode's first observation (SAME_STEP autoreset) only."""
     firsts_seen = []
-    make_agent_factory = build.agent_factory
-
-    def spying_agent_factory(config, spec):
-        agent = make_agent_factory(config, spec)()
-        step = agent.step
-
-        def recording_step(obs, prev_action, prev_reward, first, state, *rest):
-            firsts_seen.append(first.numpy().copy())
-            return step(obs, prev_action, prev_reward, first, state, *rest)
-
-        agent.step = recording_step
-        return lambda: agent
-
-    monkeypatch.setattr(build, "agent_factory", spying_agent_factory)
+    _record_each_agent_step(
+        monkeypatch, lambda obs, prev_action, prev_reward, first, *rest: firsts_seen.append(first.numpy().copy())
+    )
     evaluate(smoke_checkpoint, episodes=16, verbose=False)  # 8 envs, two episodes each
     episode_length = SMOKE_DELAY + 2
     assert len(firsts_seen) == 2 * episode_length
@@ -141,20 +148,7 @@ def test_agent_is_told_where_episodes_begin(smoke_checkpoint, monkeypatch):
 def test_play_uses_the_actors_thread_count_and_gives_the_callers_back(smoke_checkpoint, monkeypatch):
     """Small-batch play on more intra-op threads than idle cores crawls; the caller's setting returns after."""
     threads_seen = []
-    make_agent_factory = build.agent_factory
-
-    def spying_agent_factory(config, spec):
-        agent = make_agent_factory(config, spec)()
-        step = agent.step
-
-        def recording_step(*args):
-            threads_seen.append(torch.get_num_threads())
-            return step(*args)
-
-        agent.step = recording_step
-        return lambda: agent
-
-    monkeypatch.setattr(build, "agent_factory", spying_agent_factory)
+    _record_each_agent_step(monkeypatch, lambda *args: threads_seen.append(torch.get_num_threads()))
     caller_threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

@@ -1,4 +1,5 @@
-"""Shared fixtures: one local Ray for the whole session, started only if a test needs it."""
+"""Shared fixtures: one local Ray for the whole session, started only if a test needs it, and
+one torch thread for tests of many small convolutions."""
 
 from __future__ import annotations
 
@@ -18,3 +19,13 @@ def ray_session():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a stray cluster
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Small convolutions on the shared 2-core box are far faster on one thread than on two
+    that wait on each other; the session's setting returns afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

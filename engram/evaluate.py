@@ -253,10 +253,6 @@ def _play(
         ) from None
     agent.eval()
     torch.manual_seed(seed)
-    # Play steps a handful of frames at a time, as an actor does: with more intra-op threads
-    # than idle cores, each small convolution waits on its threads (25× slower on 2 busy cores).
-    caller_threads = torch.get_num_threads()
-    torch.set_num_threads(config.resources.actor_torch_threads)
 
     quotas = _episode_quotas(episodes, num_envs)
     finished = np.zeros(num_envs, np.int64)  # episodes ended per env, counted or not
@@ -264,7 +260,11 @@ def _play(
     lengths: list[int] = []
     vector_steps = 0
     stepper = EnvStepper(build.env_factory(config, seed=seed, num_envs=num_envs)(), agent, seed)
+    caller_threads = torch.get_num_threads()
     try:
+        # Play steps a handful of frames at a time, as an actor does: with more intra-op threads
+        # than idle cores, each small convolution waits on its threads (25× slower on 2 busy cores).
+        torch.set_num_threads(config.resources.actor_torch_threads)
         with torch.inference_mode():
             while vector_steps < max_steps and (finished < quotas).any():
                 output, next_state = stepper.policy()

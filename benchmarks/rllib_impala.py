@@ -269,7 +269,7 @@ def measure_rllib_impala(
 
     started_ray = False
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a stray cluster
         started_ray = True
     register_env(ENV_NAME, make_atari_vector_env)
 

@@ -26,6 +26,9 @@ from learners.driver import Driver, LearnerHandle, Progress, RecentRollouts
 
 log = logging.getLogger("engram.train")
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""Signals that stop a run cleanly: the update in flight finishes and a checkpoint is written."""
+
 
 def resolve_run_dir(config: Config, run_dir: str | None) -> Path:
     return Path(run_dir) if run_dir else Path(config.run.runs_root) / config.run.name
@@ -233,7 +236,10 @@ def train(
     started_ray = _init_ray(address, config.resources.worker_niceness)
     learner = telemetry = None
     stop_requested = []
-    previous_handler = signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True))
+    # Ctrl-C, `docker stop` and `ray job stop` all end the run after the update in flight, with a checkpoint.
+    previous_handlers = {
+        number: signal.signal(number, lambda *_: stop_requested.append(True)) for number in STOP_SIGNALS
+    }
     try:
         preflight.check_cluster_resources(config)
         write_run_config(directory, config)
@@ -261,7 +267,8 @@ def train(
         hooks.log(progress, hooks.last_metrics)
         hooks.checkpoint(progress)
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        for number, handler in previous_handlers.items():
+            signal.signal(number, handler)
         if telemetry is not None:
             telemetry.close()
         if learner is not None:

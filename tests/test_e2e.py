@@ -352,3 +352,37 @@ def test_two_data_parallel_learners_train_stay_identical_checkpoint_and_resume(r
     resumed, _ = Checkpointer(run_dir / "checkpoints").load_latest()
     assert resumed["progress"]["env_steps"] >= saved["progress"]["env_steps"] + 2000
     assert resumed["learner"]["updates"] > saved["learner"]["updates"]
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_ends_the_run_with_a_checkpoint(tmp_path, name):
+    """`docker stop` and `ray job stop` send SIGTERM, Ctrl-C SIGINT: either lets the update in
+    flight finish and writes a checkpoint that --resume continues from."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "engram.cli", "train", "configs/smoke.yaml", "--run-dir", str(run_dir),
+        "--set", "run.total_steps=100000000", "--set", "checkpoint.interval_s=100000",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        metrics = run_dir / "metrics.jsonl"
+        while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+            assert process.poll() is None, process.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "the run logged no metrics within 180 s"
+            time.sleep(0.5)
+        assert not list((run_dir / "checkpoints").glob("ckpt-*.pt"))  # only the stop can write one
+        process.send_signal(getattr(signal, name))
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output[-3000:]
+    checkpoints = list((run_dir / "checkpoints").glob("ckpt-*.pt"))
+    assert len(checkpoints) == 1, output[-3000:]
+    assert int(checkpoints[0].stem.split("-")[1]) > 0

@@ -73,12 +73,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     frames = random_play_frames(args.game, args.steps)
     trained = first_layer(args.checkpoint)
+    conv = trained[0]
     fresh = []
     for seed in range(args.fresh_seeds):
         torch.manual_seed(seed)
-        conv = trained[0]
-        fresh.append(alive_share(nn.Sequential(nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                                                         stride=conv.stride), nn.ReLU()), frames))
+        layer = nn.Sequential(nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride), nn.ReLU())
+        fresh.append(alive_share(layer, frames))
     result = {
         "game": args.game,
         "frames": int(frames.shape[0]),

@@ -368,20 +368,23 @@ def test_a_stop_signal_ends_the_run_with_a_checkpoint(tmp_path, name):
         sys.executable, "-m", "engram.cli", "train", "configs/smoke.yaml", "--run-dir", str(run_dir),
         "--set", "run.total_steps=100000000", "--set", "checkpoint.interval_s=100000",
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log_path = tmp_path / "train.log"  # a file, not a pipe: nobody reads while the run waits
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 180
         metrics = run_dir / "metrics.jsonl"
         while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
-            assert process.poll() is None, process.stdout.read()[-3000:]
+            assert process.poll() is None, log_path.read_text()[-3000:]
             assert time.monotonic() < deadline, "the run logged no metrics within 180 s"
             time.sleep(0.5)
         assert not list((run_dir / "checkpoints").glob("ckpt-*.pt"))  # only the stop can write one
         process.send_signal(getattr(signal, name))
-        output, _ = process.communicate(timeout=120)
+        process.wait(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
+    output = log_path.read_text()
     assert process.returncode == 0, output[-3000:]
     checkpoints = list((run_dir / "checkpoints").glob("ckpt-*.pt"))
     assert len(checkpoints) == 1, output[-3000:]

@@ -12,11 +12,14 @@ A sweep resumes: each run has its own folder under ``--out``; a finished run is 
 rerun; an interrupted one continues from its newest checkpoint (engram's ``--resume``,
 RLlib's algorithm checkpoint); one interrupted before its first checkpoint starts again.
 Runs go one at a time, each in its own process, so each has the machine to itself, seed
-by seed (every config's seed 0, then every config's seed 1, ...).
+by seed (every config's seed 0, then every config's seed 1, ...). ``--reuse`` takes runs
+already measured in an earlier sweep's ``learning.json`` (same label, game, seed, config and
+overrides, run to at least the same budget) instead of training them again, so a committed
+result can stand beside a new one: e.g. RLlib trained today beside an engram run from last week.
 
     engram bench learning [--config configs/pong_lstm.yaml ...] [--games breakout,pong]
         [--frames 2000000] [--seeds 3] [--against rllib] [--set KEY=VALUE ...]
-        [--at 500000,1000000] [--out benchmarks/out/learning]
+        [--at 500000,1000000] [--out benchmarks/out/learning] [--reuse earlier/learning.json ...]
 
 Each config trains on its own game unless ``--games`` names others. The defaults
 (configs/pong_lstm.yaml on Breakout, 2M frames, 3 seeds, engram only) take about half an hour on 2
@@ -181,6 +184,39 @@ def _run_logged(command: list[str], log_path: Path) -> None:
         raise RuntimeError(f"{' '.join(command[:6])} ... exited with status {status} (see {log_path})")
 
 
+# --- runs measured in an earlier sweep -------------------------------------------------
+def _identity(spec: RunSpec) -> tuple:
+    """What makes two runs the same run (the budget aside)."""
+    return spec.label, spec.game, spec.seed, spec.config, tuple(spec.overrides)
+
+
+def reusable_curves(paths: list[Path]) -> dict[tuple, Curve]:
+    """The curves of earlier sweeps' ``learning.json`` files, by run identity; where a run
+    appears more than once, the telling that reached furthest."""
+    curves = {}
+    for path in paths:
+        try:
+            stored = json.loads(Path(path).read_text())["curves"]
+        except (OSError, ValueError, KeyError) as error:
+            raise SystemExit(f"--reuse {path}: not a learning.json with curves ({error})") from error
+        for entry in stored:
+            spec = RunSpec(entry["label"], entry["game"], entry["seed"], int(entry.get("budget", 0)),
+                           config=entry.get("config"), overrides=tuple(entry.get("overrides", ())))
+            curve = Curve(spec, list(entry["frames"]), list(entry["returns"]))
+            known = curves.get(_identity(spec))
+            if curve.frames and (known is None or known.frames[-1] < curve.frames[-1]):
+                curves[_identity(spec)] = curve
+    return curves
+
+
+def reused_curve(spec: RunSpec, reusable: dict[tuple, Curve]) -> Curve | None:
+    """The earlier curve of this very run, if one reached this run's budget."""
+    curve = reusable.get(_identity(spec))
+    if curve is None or not curve.frames or curve.frames[-1] < spec.frames:
+        return None
+    return Curve(spec, curve.frames, curve.returns)
+
+
 # --- scoring --------------------------------------------------------------------------
 def score(curves: list[Curve], at_frames: list[int]) -> list[dict]:
     """One row per (label, game): mean, std, min, max and n over seeds at each frame count."""
@@ -276,25 +312,29 @@ def sweep_specs(configs: list[str], games: list[str] | None, seeds: list[int], f
     return sorted(specs, key=lambda spec: spec.seed)
 
 
-def run_sweep(specs: list[RunSpec], out: Path, at_frames: list[int], *, train: bool = True) -> dict:
+def run_sweep(specs: list[RunSpec], out: Path, at_frames: list[int], *, train: bool = True,
+              reusable: dict[tuple, Curve] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    history = []
+    history, curves = [], []
     for spec in specs:
         started = time.monotonic()
-        if train:
-            did = run_rllib(spec, out) if spec.label == RLLIB else run_engram(spec, out)
+        curve = reused_curve(spec, reusable or {})
+        if curve is not None:
+            did = "reused"
         else:
-            did = "read"
+            did = (run_rllib(spec, out) if spec.label == RLLIB else run_engram(spec, out)) if train else "read"
+            curve = rllib_curve(spec, out) if spec.label == RLLIB else engram_curve(spec, out)
+        curves.append(curve)
         history.append({"run": f"{spec.label}/{spec.game}/seed{spec.seed}", "did": did,
                         "seconds": time.monotonic() - started})
         print(f"[{len(history)}/{len(specs)}] {history[-1]['run']}: {did} ({history[-1]['seconds']:.0f} s)", flush=True)
-    curves = [rllib_curve(s, out) if s.label == RLLIB else engram_curve(s, out) for s in specs]
     rows = score(curves, at_frames)
     result = {
         "benchmark": "learning",
         "at_frames": at_frames,
         "table": rows,
-        "curves": [{**asdict(c.spec), "frames": c.frames, "returns": c.returns} for c in curves],
+        "curves": [{**asdict(c.spec), "budget": c.spec.frames, "frames": c.frames, "returns": c.returns}
+                   for c in curves],
         "runs": history,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
     }
@@ -331,12 +371,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--at", type=_ints, default=None, help="frame counts of the table (default: 4 even steps)")
     parser.add_argument("--out", default="benchmarks/out/learning", help="the sweep's folder (runs, JSON, PNG)")
     parser.add_argument("--report-only", action="store_true", help="read the runs already in --out; train nothing")
+    parser.add_argument("--reuse", action="append", default=[], metavar="JSON",
+                        help="an earlier sweep's learning.json: its runs that match are read from it, not trained "
+                             "(repeatable)")
     args = parser.parse_args(argv)
     configs = args.configs or ["configs/pong_lstm.yaml"]
     games = requested_games(args.games, configs_given=bool(args.configs))
     at_frames = args.at or [args.frames * k // 4 for k in (1, 2, 3, 4)]
     specs = sweep_specs(configs, games, list(range(args.seeds)), args.frames, args.overrides, args.against == RLLIB)
-    run_sweep(specs, Path(args.out), at_frames, train=not args.report_only)
+    run_sweep(specs, Path(args.out), at_frames, train=not args.report_only,
+              reusable=reusable_curves([Path(path) for path in args.reuse]))
     return 0
 
 

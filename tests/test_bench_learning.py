@@ -131,3 +131,31 @@ def test_a_named_config_trains_on_its_own_game_unless_games_are_given():
     assert games_of(None, []) == ["breakout"]
     assert games_of("pong,breakout", ["configs/freeway_lstm.yaml"]) == ["breakout", "pong"]
     assert games_of("", ["configs/freeway_lstm.yaml"]) == ["freeway"]
+
+
+def test_runs_of_an_earlier_sweep_are_reused_only_when_they_are_the_same_run_and_reached_the_budget(tmp_path):
+    earlier = tmp_path / "earlier.json"
+    stored = {"label": "smoke", "game": None, "seed": 0, "config": "configs/smoke.yaml",
+              "overrides": ["agent.lstm_size=8"], "frames": [100, 200, 300], "returns": [0.1, 0.2, 0.3]}
+    earlier.write_text(json.dumps({"curves": [stored]}))
+    reusable = learning.reusable_curves([earlier])
+
+    def spec(seed=0, frames=300, overrides=("agent.lstm_size=8",)):
+        return RunSpec("smoke", None, seed, frames, config="configs/smoke.yaml", overrides=overrides)
+
+    specs = [spec(), spec(seed=1), spec(overrides=()), spec(frames=301)]
+    result = learning.run_sweep(specs, tmp_path / "sweep", [200, 300], train=False, reusable=reusable)
+    assert [run["did"] for run in result["runs"]] == ["reused", "read", "read", "read"]
+    assert result["curves"][0]["returns"] == [0.1, 0.2, 0.3]
+    assert all(curve["frames"] == [] for curve in result["curves"][1:])  # nothing trained in --out
+
+    # The sweep's own learning.json can be reused in turn.
+    again = learning.reusable_curves([tmp_path / "sweep" / "learning.json"])
+    assert learning.reused_curve(spec(), again).returns == [0.1, 0.2, 0.3]
+
+
+def test_reusing_a_file_that_is_not_a_learning_json_names_it(tmp_path):
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"table": []}))
+    with pytest.raises(SystemExit, match="wrong.json"):
+        learning.reusable_curves([wrong])

@@ -139,7 +139,7 @@ def measure_training_fps(args) -> dict | None:
     path = "configs/montezuma_pixelcnn.yaml"
     started_ray = not ray.is_initialized()
     if started_ray:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
         def steps_per_s(overrides: list[str]) -> float:
             return measure_training(load_config(path, overrides), seconds, warmup_updates=3)["steps_per_s"]

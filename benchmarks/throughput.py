@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     frameskip = config.env.frames_per_step
     started_ray = not ray.is_initialized()
     if started_ray:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
         results = {"raw_steps_per_s": measure_raw(config, seconds)}
         results["actor_steps_per_s"] = measure_actors(config, seconds)

@@ -210,11 +210,13 @@ def reusable_curves(paths: list[Path]) -> dict[tuple, Curve]:
 
 
 def reused_curve(spec: RunSpec, reusable: dict[tuple, Curve]) -> Curve | None:
-    """The earlier curve of this very run, if one reached this run's budget."""
+    """The earlier curve of this very run, if one reached this run's budget, cut at the first
+    point at or past the budget (a longer run's tail would not be compared at equal frames)."""
     curve = reusable.get(_identity(spec))
     if curve is None or not curve.frames or curve.frames[-1] < spec.frames:
         return None
-    return Curve(spec, curve.frames, curve.returns)
+    end = int(np.searchsorted(curve.frames, spec.frames, side="left")) + 1
+    return Curve(spec, curve.frames[:end], curve.returns[:end])
 
 
 # --- scoring --------------------------------------------------------------------------

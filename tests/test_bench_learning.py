@@ -152,6 +152,9 @@ def test_runs_of_an_earlier_sweep_are_reused_only_when_they_are_the_same_run_and
     # The sweep's own learning.json can be reused in turn.
     again = learning.reusable_curves([tmp_path / "sweep" / "learning.json"])
     assert learning.reused_curve(spec(), again).returns == [0.1, 0.2, 0.3]
+    # A run longer than the sweep's budget is cut at the first point at or past the budget.
+    assert learning.reused_curve(spec(frames=200), reusable).frames == [100, 200]
+    assert learning.reused_curve(spec(frames=150), reusable).frames == [100, 200]
 
 
 def test_reusing_a_file_that_is_not_a_learning_json_names_it(tmp_path):

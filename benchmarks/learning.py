@@ -3,7 +3,8 @@
 ``engram bench learning`` trains each config on each game at each seed for a frame
 budget and reads the mean raw score of the last 100 episodes against ALE frames. It
 writes ``learning.json`` (settings, every curve, the table), ``learning.png`` (the seeds'
-mean per config with their min–max band, each seed as a thin line) and prints the table:
+mean per config with their min–max band, each seed as a thin line, a hollow triangle where a
+run resumed after an interruption) and prints the table:
 mean ± standard deviation over seeds at fixed frame counts. ``--against rllib`` adds RLlib
 2.60 IMPALA on the same games, protocol, torso, LSTM, unroll and batch
 (:mod:`benchmarks.rllib_impala`), compared at equal frames, not equal time.
@@ -65,6 +66,7 @@ class Curve:
     spec: RunSpec
     frames: list[int] = field(default_factory=list)
     returns: list[float] = field(default_factory=list)
+    resumed_at: list[int] = field(default_factory=list)  # frames where an interrupted run continued
 
     def at(self, frames: int) -> float | None:
         """The curve's value at ``frames``: its last point at or before it; None before its
@@ -127,7 +129,8 @@ def run_engram(spec: RunSpec, out: Path, *, checkpoint_interval_s: float = 120.0
 
 def engram_curve(spec: RunSpec, out: Path) -> Curve:
     """(frames, mean return of the last 100 episodes) from the run's metrics.jsonl; where a
-    resumed run logged a stretch again, its second telling wins."""
+    resumed run logged a stretch again, its second telling wins, from the frames of the
+    resume's ``run/resumed`` record on; those frames go to ``resumed_at``."""
     from engram.config import load_config
 
     folder = spec.folder(out)
@@ -135,16 +138,21 @@ def engram_curve(spec: RunSpec, out: Path) -> Curve:
         return Curve(spec)  # not trained yet (--report-only on a sweep in progress)
     frames_per_step = load_config(folder / "config.yaml").env.frames_per_step
     points: list[tuple[int, float]] = []
+    resumes: list[int] = []
     path = folder / "metrics.jsonl"
     for line in path.read_text().splitlines() if path.exists() else []:
         record = json.loads(line)
+        frames = int(record["step"]) * frames_per_step
+        if "run/resumed" in record:  # what the first telling logged past this point is superseded
+            resumes = [f for f in resumes if f < frames] + [frames]
+            while points and points[-1][0] > frames:
+                points.pop()
         if "episode/return_mean100" not in record:
             continue
-        frames = int(record["step"]) * frames_per_step
         while points and points[-1][0] >= frames:
             points.pop()
         points.append((frames, float(record["episode/return_mean100"])))
-    return Curve(spec, [f for f, _ in points], [r for _, r in points])
+    return Curve(spec, [f for f, _ in points], [r for _, r in points], resumes)
 
 
 # --- RLlib runs -----------------------------------------------------------------------
@@ -169,6 +177,8 @@ def rllib_curve(spec: RunSpec, out: Path) -> Curve:
     path = spec.folder(out) / "curve.jsonl"
     for line in path.read_text().splitlines() if path.exists() else []:
         record = json.loads(line)
+        if record.get("resumed"):
+            curve.resumed_at.append(int(record["frames"]))
         if record.get("return_mean100") is not None:
             curve.frames.append(int(record["frames"]))
             curve.returns.append(float(record["return_mean100"]))
@@ -202,7 +212,7 @@ def reusable_curves(paths: list[Path]) -> dict[tuple, Curve]:
         for entry in stored:
             spec = RunSpec(entry["label"], entry["game"], entry["seed"], int(entry.get("budget", 0)),
                            config=entry.get("config"), overrides=tuple(entry.get("overrides", ())))
-            curve = Curve(spec, list(entry["frames"]), list(entry["returns"]))
+            curve = Curve(spec, list(entry["frames"]), list(entry["returns"]), list(entry.get("resumed_at", [])))
             known = curves.get(_identity(spec))
             if curve.frames and (known is None or known.frames[-1] < curve.frames[-1]):
                 curves[_identity(spec)] = curve
@@ -216,7 +226,8 @@ def reused_curve(spec: RunSpec, reusable: dict[tuple, Curve]) -> Curve | None:
     if curve is None or not curve.frames or curve.frames[-1] < spec.frames:
         return None
     end = int(np.searchsorted(curve.frames, spec.frames, side="left")) + 1
-    return Curve(spec, curve.frames[:end], curve.returns[:end])
+    kept = curve.frames[:end]
+    return Curve(spec, kept, curve.returns[:end], [f for f in curve.resumed_at if f <= kept[-1]])
 
 
 # --- scoring --------------------------------------------------------------------------
@@ -279,6 +290,9 @@ def plot(curves: list[Curve], path: Path) -> None:
             values = np.array([[c.at(int(f)) for f in grid] for c in group], dtype=float)
             for c in group:
                 axis.plot(np.array(c.frames) / 1e6, c.returns, color=colour, alpha=0.25, linewidth=0.8)
+                resumes = [f for f in c.resumed_at if c.at(f) is not None]
+                axis.plot(np.array(resumes) / 1e6, [c.at(f) for f in resumes], linestyle="none", marker="v",
+                          markersize=6, markerfacecolor="none", color=colour)
             axis.fill_between(grid / 1e6, np.nanmin(values, 0), np.nanmax(values, 0), color=colour, alpha=0.15)
             axis.plot(grid / 1e6, np.nanmean(values, 0), color=colour, linewidth=2,
                       label=f"{display_name(label)} ({len(group)} seed{'s' if len(group) > 1 else ''})")
@@ -286,6 +300,9 @@ def plot(curves: list[Curve], path: Path) -> None:
         axis.set_xlabel("ALE frames (millions)")
         axis.set_ylabel("mean raw score, last 100 episodes")
         axis.grid(alpha=0.3)
+        if any(c.resumed_at for c in curves if (c.spec.game or "env") == game):
+            axis.plot([], [], linestyle="none", marker="v", markerfacecolor="none", color="grey",
+                      label="resumed after an interruption")
         axis.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -335,8 +352,8 @@ def run_sweep(specs: list[RunSpec], out: Path, at_frames: list[int], *, train: b
         "benchmark": "learning",
         "at_frames": at_frames,
         "table": rows,
-        "curves": [{**asdict(c.spec), "budget": c.spec.frames, "frames": c.frames, "returns": c.returns}
-                   for c in curves],
+        "curves": [{**asdict(c.spec), "budget": c.spec.frames, "frames": c.frames, "returns": c.returns,
+                    "resumed_at": c.resumed_at} for c in curves],
         "runs": history,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
     }

@@ -392,7 +392,8 @@ def learn_rllib_impala(
 
     Writes in ``run_dir``: ``episodes.log`` (each finished episode's raw score),
     ``curve.jsonl`` (per iteration: ``frames`` = env steps × frameskip 4, and
-    ``return_mean100`` = the mean raw score of the last 100 episodes), ``algorithm/`` and
+    ``return_mean100`` = the mean raw score of the last 100 episodes; a ``resumed`` line where
+    a later call continued), ``algorithm/`` and
     ``progress.json`` (a checkpoint every ``checkpoint_interval_s``; a later call resumes from
     it, dropping what was logged after it) and ``done`` once ``frames`` is reached.
     """
@@ -422,6 +423,8 @@ def learn_rllib_impala(
             _truncate_lines(curve, progress["curve_points"])
             algo = Algorithm.from_checkpoint(str(directory / "algorithm"))
             frames_done = progress["frames"]
+            with open(curve, "a") as stream:
+                stream.write(json.dumps({"frames": frames_done, "resumed": True, "time": time.time()}) + "\n")
         else:
             for stale in (episodes, curve):
                 stale.unlink(missing_ok=True)

@@ -253,6 +253,8 @@ def train(
             log.info("resumed from %s at %d steps", path, progress.env_steps)
 
         telemetry = Telemetry(directory, console=config.telemetry.console, total_steps=config.run.total_steps)
+        if resumed is not None:
+            telemetry.scalars(progress.env_steps, {"run/resumed": 1.0})  # where this telling of the run starts
         hooks = _TrainingHooks(config, telemetry, checkpointer, learner)
         driver = Driver(
             build.driver_settings(config, seed=config.run.seed + progress.env_steps),

@@ -46,6 +46,31 @@ def test_metrics_of_a_resumed_run_keep_the_second_telling_of_a_repeated_stretch(
     )
     curve = engram_curve(spec, tmp_path)
     assert curve.frames == [100, 200, 300, 400] and curve.returns == [0.1, 0.25, 0.35, 0.4]
+    assert curve.resumed_at == []
+
+
+def test_a_resume_is_marked_and_what_the_first_telling_logged_past_it_is_dropped(tmp_path):
+    spec = RunSpec("smoke", None, 0, 1000, config="configs/smoke.yaml")
+    folder = spec.folder(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("env: {kind: memory_cue}\n")
+    lines = [{"step": s, "episode/return_mean100": r} for s, r in [(100, 0.1), (200, 0.2), (300, 0.3)]]
+    lines += [{"step": 150, "run/resumed": 1.0}]  # the checkpoint the second telling starts from
+    lines += [{"step": s, "episode/return_mean100": r} for s, r in [(250, 0.25), (350, 0.35)]]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    curve = engram_curve(spec, tmp_path)
+    assert curve.frames == [100, 250, 350] and curve.returns == [0.1, 0.25, 0.35]
+    assert curve.resumed_at == [150]
+
+
+def test_an_rllib_curve_marks_where_it_resumed(tmp_path):
+    spec = RunSpec(learning.RLLIB, "pong", 0, 1000)
+    spec.folder(tmp_path).mkdir(parents=True)
+    lines = [{"frames": 100, "return_mean100": None}, {"frames": 200, "return_mean100": -20.0},
+             {"frames": 200, "resumed": True}, {"frames": 300, "return_mean100": -19.0}]
+    (spec.folder(tmp_path) / "curve.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    curve = learning.rllib_curve(spec, tmp_path)
+    assert curve.frames == [200, 300] and curve.returns == [-20.0, -19.0] and curve.resumed_at == [200]
 
 
 @pytest.mark.e2e
@@ -70,6 +95,8 @@ def test_an_interrupted_sweep_resumes_and_keeps_what_finished(tmp_path):
 
     result = learning.run_sweep(specs, out, [1280, 2560])
     assert [run["did"] for run in result["runs"]] == ["done", "resumed"]
+    assert result["curves"][0]["resumed_at"] == [] and len(result["curves"][1]["resumed_at"]) == 1
+    assert 0 < result["curves"][1]["resumed_at"][0] < frames
     assert (finished.folder(out) / "metrics.jsonl").read_text() == finished_metrics
     assert engram_status(folder, frames) == "done"
     for curve in result["curves"]:
@@ -136,7 +163,8 @@ def test_a_named_config_trains_on_its_own_game_unless_games_are_given():
 def test_runs_of_an_earlier_sweep_are_reused_only_when_they_are_the_same_run_and_reached_the_budget(tmp_path):
     earlier = tmp_path / "earlier.json"
     stored = {"label": "smoke", "game": None, "seed": 0, "config": "configs/smoke.yaml",
-              "overrides": ["agent.lstm_size=8"], "frames": [100, 200, 300], "returns": [0.1, 0.2, 0.3]}
+              "overrides": ["agent.lstm_size=8"], "frames": [100, 200, 300], "returns": [0.1, 0.2, 0.3],
+              "resumed_at": [150, 250]}
     earlier.write_text(json.dumps({"curves": [stored]}))
     reusable = learning.reusable_curves([earlier])
 
@@ -146,7 +174,7 @@ def test_runs_of_an_earlier_sweep_are_reused_only_when_they_are_the_same_run_and
     specs = [spec(), spec(seed=1), spec(overrides=()), spec(frames=301)]
     result = learning.run_sweep(specs, tmp_path / "sweep", [200, 300], train=False, reusable=reusable)
     assert [run["did"] for run in result["runs"]] == ["reused", "read", "read", "read"]
-    assert result["curves"][0]["returns"] == [0.1, 0.2, 0.3]
+    assert result["curves"][0]["returns"] == [0.1, 0.2, 0.3] and result["curves"][0]["resumed_at"] == [150, 250]
     assert all(curve["frames"] == [] for curve in result["curves"][1:])  # nothing trained in --out
 
     # The sweep's own learning.json can be reused in turn.
@@ -154,6 +182,7 @@ def test_runs_of_an_earlier_sweep_are_reused_only_when_they_are_the_same_run_and
     assert learning.reused_curve(spec(), again).returns == [0.1, 0.2, 0.3]
     # A run longer than the sweep's budget is cut at the first point at or past the budget.
     assert learning.reused_curve(spec(frames=200), reusable).frames == [100, 200]
+    assert learning.reused_curve(spec(frames=200), reusable).resumed_at == [150]
     assert learning.reused_curve(spec(frames=150), reusable).frames == [100, 200]
 
 

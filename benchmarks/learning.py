@@ -13,7 +13,9 @@ A sweep resumes: each run has its own folder under ``--out``; a finished run is 
 rerun; an interrupted one continues from its newest checkpoint (engram's ``--resume``,
 RLlib's algorithm checkpoint); one interrupted before its first checkpoint starts again.
 Runs go one at a time, each in its own process, so each has the machine to itself, seed
-by seed (every config's seed 0, then every config's seed 1, ...). ``--reuse`` takes runs
+by seed (every config's seed 0, then every config's seed 1, ...). A run that stops short of
+its budget (a diverged update, a crash) does not end the sweep: it counts as far as it got,
+``learning.json`` says ``failed`` with the error, and the command exits 1 after the table. ``--reuse`` takes runs
 already measured in an earlier sweep's ``learning.json`` (same label, game, seed, config and
 overrides, run to at least the same budget) instead of training them again, so a committed
 result can stand beside a new one: e.g. RLlib trained today beside an engram run from last week.
@@ -338,15 +340,20 @@ def run_sweep(specs: list[RunSpec], out: Path, at_frames: list[int], *, train: b
     for spec in specs:
         started = time.monotonic()
         curve = reused_curve(spec, reusable or {})
+        failure = None
         if curve is not None:
             did = "reused"
         else:
-            did = (run_rllib(spec, out) if spec.label == RLLIB else run_engram(spec, out)) if train else "read"
+            try:
+                did = (run_rllib(spec, out) if spec.label == RLLIB else run_engram(spec, out)) if train else "read"
+            except RuntimeError as error:  # a run that stopped short (diverged, crashed): the sweep goes on
+                did, failure = "failed", str(error)
             curve = rllib_curve(spec, out) if spec.label == RLLIB else engram_curve(spec, out)
         curves.append(curve)
         history.append({"run": f"{spec.label}/{spec.game}/seed{spec.seed}", "did": did,
-                        "seconds": time.monotonic() - started})
-        print(f"[{len(history)}/{len(specs)}] {history[-1]['run']}: {did} ({history[-1]['seconds']:.0f} s)", flush=True)
+                        "seconds": time.monotonic() - started, **({"error": failure} if failure else {})})
+        print(f"[{len(history)}/{len(specs)}] {history[-1]['run']}: {did} ({history[-1]['seconds']:.0f} s)"
+              + (f": {failure}" if failure else ""), flush=True)
     rows = score(curves, at_frames)
     result = {
         "benchmark": "learning",
@@ -361,6 +368,10 @@ def run_sweep(specs: list[RunSpec], out: Path, at_frames: list[int], *, train: b
     plot(curves, out / "learning.png")
     print(format_table(rows, at_frames))
     print(f"wrote {out / 'learning.json'} and {out / 'learning.png'}")
+    failed = [run["run"] for run in history if run["did"] == "failed"]
+    if failed:
+        print(f"{len(failed)} run(s) stopped short of the budget and count only as far as they got: "
+              f"{', '.join(failed)}; rerun the same command to try them again", flush=True)
     return result
 
 
@@ -398,9 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     games = requested_games(args.games, configs_given=bool(args.configs))
     at_frames = args.at or [args.frames * k // 4 for k in (1, 2, 3, 4)]
     specs = sweep_specs(configs, games, list(range(args.seeds)), args.frames, args.overrides, args.against == RLLIB)
-    run_sweep(specs, Path(args.out), at_frames, train=not args.report_only,
-              reusable=reusable_curves([Path(path) for path in args.reuse]))
-    return 0
+    result = run_sweep(specs, Path(args.out), at_frames, train=not args.report_only,
+                       reusable=reusable_curves([Path(path) for path in args.reuse]))
+    return 1 if any(run["did"] == "failed" for run in result["runs"]) else 0
 
 
 if __name__ == "__main__":

@@ -15,10 +15,11 @@ RLlib's algorithm checkpoint); one interrupted before its first checkpoint start
 Runs go one at a time, each in its own process, so each has the machine to itself, seed
 by seed (every config's seed 0, then every config's seed 1, ...). A run that stops short of
 its budget (a diverged update, a crash) does not end the sweep: it counts as far as it got,
-``learning.json`` says ``failed`` with the error, and the command exits 1 after the table. ``--reuse`` takes runs
-already measured in an earlier sweep's ``learning.json`` (same label, game, seed, config and
-overrides, run to at least the same budget) instead of training them again, so a committed
-result can stand beside a new one: e.g. RLlib trained today beside an engram run from last week.
+``learning.json`` says ``failed`` with the error, and the command exits 1 after the table.
+``--reuse`` takes runs already measured in an earlier sweep's ``learning.json`` (same label,
+game, seed, config and overrides, run to at least the same budget) instead of training them
+again, so a committed result can stand beside a new one: e.g. RLlib trained today beside an
+engram run from last week.
 
     engram bench learning [--config configs/pong_lstm.yaml ...] [--games breakout,pong]
         [--frames 2000000] [--seeds 3] [--against rllib] [--set KEY=VALUE ...]

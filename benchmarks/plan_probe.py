@@ -16,10 +16,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from actors import wire
 from actors.rollout import NonFiniteLogitsError, PublishedWeights, RolloutWorker
+from agents.core_names import STRAW_VARIANTS
 from engram import build
 from engram.checkpoint import load_checkpoint
 from engram.config import load_config
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if not checkpoints:
         raise SystemExit(f"no checkpoint in {run / 'checkpoints'}")
     config = load_config(run / "config.yaml")
-    if config.agent.core not in ("straw", "strawe", "straw_re"):
+    if config.agent.core not in STRAW_VARIANTS:
         raise SystemExit(f"{run} trains agent.core={config.agent.core!r}; the probe reads a STRAW planner")
     make_agent = build.agent_factory(config, build.probe_env(config))
     results = [probe_checkpoint(config, make_agent, path, unrolls=args.unrolls, seed=args.seed) for path in checkpoints]

@@ -118,6 +118,12 @@ class StrawCore(RecurrentCore):
         isolate_commitment: the commitment head f_c reads ψ^A_t and ξ_t detached, so the
             gradients that reach c (the straight-through gate and the commitment cost)
             train f_c and b only and never the planner that writes A.
+        plan_bound: ``None`` (the paper's unbounded plan) or a bound b > 0: a re-planned plan is
+            squashed to b · tanh(A_t / b), so no entry exceeds ±b. Re-planning reads the plan and
+            writes on top of it; where that loop's learned gain exceeds one, an unbounded plan
+            compounds step by step within an episode until the logits overflow the loss
+            (benchmarks/RESULTS.md, "a plan that runs away"). Commit steps shift a plan that
+            is already bounded, so they stay exact.
         normalise_read: layer-normalise the read patch β before f (off: the paper's form).
             Re-planning reads the plan and writes on top of it, a loop whose gain is learned;
             with many rows (one per character in the text task) and Adam at 2e-3 it runs away
@@ -152,6 +158,7 @@ class StrawCore(RecurrentCore):
         plan_telemetry: bool,
         isolate_commitment: bool,
         normalise_read: bool,
+        plan_bound: float | None,
     ):
         super().__init__()
         if variant not in VARIANTS:
@@ -162,6 +169,9 @@ class StrawCore(RecurrentCore):
             raise ValueError(
                 f"patch_size must be in [1, plan_length={plan_length}], got {patch_size}"
             )
+        if plan_bound is not None and not plan_bound > 0:
+            raise ValueError(f"plan_bound must be positive or None, got {plan_bound}")
+        self.plan_bound = plan_bound
         self.num_actions = num_actions
         self.plan_length = plan_length
         self.patch_size = patch_size
@@ -284,7 +294,11 @@ class StrawCore(RecurrentCore):
         new_commitment = torch.cat([new_commitment[:, :-1], torch.ones_like(new_commitment[:, -1:])], dim=1)
 
         # A_t = ρ(A_{t−1}) + g_t · write;  c_t = g_t · c_new + (1 − g_t) · ρ(c_{t−1}).
-        plan = time_shift(previous_plan) + gate[:, None, None] * plan_update
+        shifted = time_shift(previous_plan)
+        plan = shifted + gate[:, None, None] * plan_update
+        if self.plan_bound is not None:  # bound the re-planned plan; a committed one is kept as shifted
+            replanned_plan = self.plan_bound * torch.tanh((shifted + plan_update) / self.plan_bound)
+            plan = shifted + gate[:, None, None] * (replanned_plan - shifted)
         commitment = gate[:, None] * new_commitment + (1.0 - gate[:, None]) * time_shift(
             previous_commitment, fill=1.0
         )

@@ -64,7 +64,8 @@ def agent_factory(config: Config, spec: EnvSpec):
 
 def learner_settings(config: Config) -> LearnerSettings:
     return LearnerSettings.from_config(
-        config.learner, aux_loss_costs=config.agent.aux_loss_costs(), mixed_monte_carlo=config.exploration.mixed_monte_carlo
+        config.learner, aux_loss_costs=config.agent.aux_loss_costs(), mixed_monte_carlo=config.exploration.mixed_monte_carlo,
+        total_steps=config.run.total_steps,
     )
 
 
@@ -81,7 +82,8 @@ def learner(config: Config, agent, replicas=None) -> Learner:
     intrinsic = None
     if exploration.kind == "pixelcnn":
         intrinsic = IntrinsicRewards(
-            exploration.pseudo_count_config(), frame_fraction=exploration.frame_fraction, seed=config.run.seed
+            exploration.pseudo_count_config(), frame_fraction=exploration.frame_fraction,
+            subsample=exploration.subsample, seed=config.run.seed,
         )
     return Learner(
         agent, learner_settings(config), unroll=unroll, intrinsic_rewards=intrinsic,

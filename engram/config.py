@@ -169,6 +169,10 @@ class StrawConfig(Section):
         False, description="Layer-normalise the patch read from the plan before the planner uses it (off: the "
         "paper's form); keeps the read-write loop from running away with many plan rows (the text task)."
     )
+    plan_bound: float | None = Field(
+        None, gt=0, description="Squash each re-planned action plan to ±this (b · tanh(A / b)); null: the paper's "
+        "unbounded plan. Stops a read-write loop with a gain above one from running the plan away (benchmarks/RESULTS.md)."
+    )
     commitment_cost: float = Field(1e-3, ge=0, description="λ: weight of the commitment cost c_t[0].")
     kl_cost: float = Field(1e-4, ge=0, description="α: weight of STRAWe's KL, charged on re-planning steps.")
 
@@ -354,6 +358,11 @@ class LearnerConfig(Section):
         "RMSProp with a small ε) kills most of Pong's first-layer conv channels within a few hundred updates "
         "(watch torso/alive/* in TensorBoard); agent.center_frames=background prevents that.",
     )
+    learning_rate_schedule: Literal["constant", "linear"] = Field(
+        "constant", description="constant, or linear: the step size falls in a straight line from learning_rate at "
+        "the first update to 0 at run.total_steps (IMPALA's and TorchBeast's schedule; a run's curve then depends on "
+        "its budget)."
+    )
     rmsprop_alpha: float = Field(0.99, gt=0, lt=1, description="RMSProp decay.")
     rmsprop_eps: float = Field(
         0.01, gt=0,
@@ -416,6 +425,11 @@ class ExplorationConfig(Section):
     )
     frame_fraction: float = Field(
         1.0, gt=0, le=1, description="Fraction of transitions scored (bonus scaled by 1/fraction); 1 = every frame."
+    )
+    subsample: Literal["random", "hold"] = Field(
+        "random", description="Below frame_fraction 1, which transitions pay a bonus: random (each with probability "
+        "frame_fraction, its bonus scaled by the inverse; the others 0) or hold (a few steps of each env's unroll "
+        "are scored and every step takes the nearest one's bonus, unscaled). See learners/intrinsic.py."
     )
     mixed_monte_carlo: float = Field(0.0, ge=0, le=1, description="Weight of the Monte-Carlo return in value targets.")
     sample_interval_s: float = Field(600.0, gt=0, description="Seconds between TensorBoard grids of model samples.")

@@ -24,6 +24,7 @@ MAY_CHANGE_KEYS = frozenset(
         "run.runs_root",
         "run.total_steps",
         "learner.learning_rate",  # the learner re-applies it over the restored optimiser state
+        "learner.learning_rate_schedule",  # so it does the schedule, from the restored update count
         "learner.grad_clip",
         "learner.entropy_cost",
         "learner.baseline_cost",

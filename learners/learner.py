@@ -39,6 +39,7 @@ class LearnerSettings:
 
     optimizer: str
     learning_rate: float
+    learning_rate_schedule: str  # "constant" or "linear" (to 0 after decay_updates updates)
     rmsprop_alpha: float
     rmsprop_eps: float
     rmsprop_momentum: float
@@ -56,16 +57,30 @@ class LearnerSettings:
     max_consecutive_skips: int
     aux_loss_costs: dict[str, float]  # from the agent's config: the core's auxiliary losses
     mixed_monte_carlo: float  # from the exploration config: weight of the Monte-Carlo return in the value target
+    decay_updates: int | None  # from the run's budget: updates until a linear schedule reaches 0
 
     @classmethod
     def from_config(
-        cls, learner_config, *, aux_loss_costs: dict[str, float] | None = None, mixed_monte_carlo: float = 0.0
+        cls, learner_config, *, aux_loss_costs: dict[str, float] | None = None, mixed_monte_carlo: float = 0.0,
+        total_steps: int | None = None,
     ) -> "LearnerSettings":
-        """From an ``engram.config.LearnerConfig``; the last two come from other sections (none by default)."""
-        own = {f.name for f in fields(cls)} - {"aux_loss_costs", "mixed_monte_carlo"}
-        values = learner_config.model_dump(include=own)
+        """From an ``engram.config.LearnerConfig``; the last three come from other sections (none by default).
+        ``total_steps`` (``run.total_steps``) sets where a linear schedule reaches 0."""
+        derived = {"aux_loss_costs", "mixed_monte_carlo", "decay_updates"}
+        values = learner_config.model_dump(include={f.name for f in fields(cls)} - derived)
         values["adam_betas"] = tuple(values["adam_betas"])
-        return cls(**values, aux_loss_costs=dict(aux_loss_costs or {}), mixed_monte_carlo=mixed_monte_carlo)
+        if values["learning_rate_schedule"] == "linear" and total_steps is None:
+            raise ValueError("learner.learning_rate_schedule 'linear' needs the run's total_steps to decay over")
+        steps_per_update = learner_config.unroll_length * learner_config.batch_size
+        decay_updates = None if total_steps is None else max(1, math.ceil(total_steps / steps_per_update))
+        return cls(**values, aux_loss_costs=dict(aux_loss_costs or {}), mixed_monte_carlo=mixed_monte_carlo,
+                   decay_updates=decay_updates)
+
+    def step_size(self, updates: int) -> float:
+        """The learning rate of the update that follows ``updates`` batches (taken or skipped)."""
+        if self.learning_rate_schedule == "constant":
+            return self.learning_rate
+        return self.learning_rate * max(0.0, 1.0 - updates / self.decay_updates)
 
 
 def make_step_fn(agent: Agent):
@@ -210,6 +225,7 @@ class Learner:
             if not math.isfinite(grad_norm):
                 skip_reason = f"non-finite gradient norm ({grad_norm})"
         if not skip_reason:
+            self._set_step_size()
             skip_reason = self._guarded_step()
         self._count(skip_reason)
 
@@ -233,6 +249,10 @@ class Learner:
         metrics.update(self.unroll.metrics())
         metrics.update(alive_fractions(self.agent.torso, batch.observations[0]))
         return metrics
+
+    def _set_step_size(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.settings.step_size(self.updates + self.skipped_updates)
 
     def _guarded_step(self) -> str:
         """Take the optimiser step; roll it back and say why if it diverged, else return ""."""
@@ -310,10 +330,9 @@ class Learner:
     def load_state_dict(self, state: dict) -> None:
         self.agent.load_state_dict(state["agent"])
         self.optimizer.load_state_dict(state["optimizer"])  # moves its state to the parameters' device
-        for group in self.optimizer.param_groups:  # the settings, not the saved state, set the step size
-            group["lr"] = self.settings.learning_rate
         self.updates = state["updates"]
         self.skipped_updates = state["skipped_updates"]
+        self._set_step_size()  # the settings and the update count, not the saved state, set the step size
         if "advantage_normalizer" in state:  # absent from checkpoints written before it existed
             self.advantage_normalizer.load_state_dict(state["advantage_normalizer"])
         if self.intrinsic_rewards is not None:

@@ -68,12 +68,9 @@ def test_too_many_rolled_back_steps_in_a_row_stop_with_the_likely_cause():
 
 def test_a_good_step_resets_the_count_of_skips_in_a_row():
     learner, _, rollout = _setup(max_consecutive_skips=2)
-    learner.settings.learning_rate = 1e30
-    for group in learner.optimizer.param_groups:
-        group["lr"] = 1e30
+    learner.settings.learning_rate = 1e30  # the learner takes its step size from the settings
     learner.update([rollout], learner_version=0)
-    for group in learner.optimizer.param_groups:
-        group["lr"] = 6e-4
+    learner.settings.learning_rate = 6e-4
     learner.update([rollout], learner_version=0)
     assert learner.consecutive_skips == 0 and learner.updates == 1
 

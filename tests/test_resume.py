@@ -45,11 +45,13 @@ def test_a_changed_model_is_refused_listing_every_change_and_nothing_is_written(
 def test_settings_that_may_change_are_reported_and_others_are_not():
     saved = load_config("configs/smoke.yaml", BASE)
     new = load_config("configs/smoke.yaml", [*BASE, "learner.learning_rate=0.0003", "run.total_steps=9000",
-                                             "resources.num_actors=1", "learner.bptt.measure_every=7"])
+                                             "resources.num_actors=1", "learner.bptt.measure_every=7",
+                                             "learner.learning_rate_schedule=linear"])
     changes = check_resume(_payload(saved), new, "ckpt")
     assert changes == {
         "learner.bptt.measure_every": (100, 7),
         "learner.learning_rate": (0.001, 0.0003),
+        "learner.learning_rate_schedule": ("constant", "linear"),
         "resources.num_actors": (2, 1),
         "run.total_steps": (4000, 9000),
     }

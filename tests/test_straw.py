@@ -119,10 +119,10 @@ def test_read_and_write_patch_shapes_and_intensity():
 # ------------------------------------------------------------------ plan dynamics
 
 
-@pytest.mark.parametrize("variant", ["straw", "strawe"])
-def test_commit_step_shifts_plans_exactly_and_replan_step_writes(variant):
+@pytest.mark.parametrize("variant,plan_bound", [("straw", None), ("strawe", None), ("straw", 0.5)])
+def test_commit_step_shifts_plans_exactly_and_replan_step_writes(variant, plan_bound):
     torch.manual_seed(2)
-    core = make_core(variant)
+    core = make_core(variant, plan_bound=plan_bound)
     state = busy_state(core, 4)
     replan = torch.tensor([0.0, 1.0, 0.0, 1.0])
     replay = {"replan": replan}
@@ -447,3 +447,42 @@ def test_a_normalised_read_makes_the_write_independent_of_the_plans_scale(normal
         writes.append(new_state["plan"] - time_shift(scaled["plan"]))
     same = torch.allclose(writes[0], writes[1], atol=1e-3)
     assert same == normalise_read  # the paper's read grows with the plan, and so does its write
+
+
+def loop_with_gain_above_one(plan_bound):
+    """A STRAW-re core whose read -> compute -> write loop over the plan amplifies what it reads."""
+    torch.manual_seed(5)
+    core = make_core("straw_re", plan_bound=plan_bound)
+    with torch.no_grad():
+        for layer in (core.intermediate[0], core.intermediate[2], core.patch_writer):
+            layer.weight.mul_(8.0)
+    return core
+
+
+@pytest.mark.parametrize("plan_bound", [None, 4.0])
+def test_a_bounded_plan_cannot_run_away(plan_bound):
+    core = loop_with_gain_above_one(plan_bound)
+    state = core.initial_state(3)
+    x = torch.randn(3, 12)
+    with torch.no_grad():
+        for _ in range(30):
+            output, state = core(x, state)
+    largest = state["plan"].abs().max().item()
+    if plan_bound is None:
+        assert largest > 1e3  # the paper's additive plan compounds
+    else:
+        assert largest <= plan_bound
+        assert output.policy_logits.abs().max().item() > plan_bound / 2  # bounded, not squashed flat
+
+
+def test_a_bounded_plan_still_passes_gradients_to_the_planner():
+    core = make_core("straw_re", plan_bound=2.0)
+    state = busy_state(core, 2)
+    output, _ = core(torch.randn(2, 12), state)
+    output.policy_logits.sum().backward()
+    assert core.patch_writer.weight.grad.abs().sum() > 0
+
+
+def test_plan_bound_must_be_positive():
+    with pytest.raises(ValueError, match="plan_bound must be positive"):
+        make_core(plan_bound=0.0)

@@ -15,6 +15,11 @@ less familiar (a positive correlation) and more to the policy that reaches new s
 
     python -m benchmarks.bonus_probe --checkpoint runs/freeway_pixelcnn/checkpoints/ckpt-….pt \\
         [--actions 0,2] [--steps 400] [--every 20] [--seed 7] [--pg first_order] [--json out.json]
+
+Without a run to probe, ``--fresh FRAMES --config YAML [--set KEY=VALUE …]`` trains a new
+density model with the config's ``exploration:`` settings on FRAMES frames of random play
+(8 envs, each frame kept with probability ``exploration.frame_fraction``, as a learner
+would see them) and probes that: a few minutes per setting instead of a training run.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import torch
 from engram import build
 from engram.checkpoint import load_checkpoint
 from engram.checkpoint_payload import read_payload
-from engram.config import Config, ConfigError, from_dict
+from engram.config import Config, ConfigError, from_dict, load_config
 from learners.exploration import PseudoCountBonus, exploration_bonus, pseudo_counts
 from learners.intrinsic import IntrinsicRewards
 
@@ -41,6 +46,28 @@ def trained_bonus(payload: dict, checkpoint: str) -> tuple[Config, PseudoCountBo
     intrinsic = IntrinsicRewards(config.exploration.pseudo_count_config())
     intrinsic.load_state_dict(payload["learner"]["intrinsic_rewards"])
     return config, intrinsic.model
+
+
+def fresh_bonus(config: Config, frames: int, *, seed: int, envs: int = 8) -> PseudoCountBonus:
+    """A new density model trained, frame by frame in time order, on ``frames`` frames of
+    uniformly random play, each env step's frames kept with probability ``frame_fraction``."""
+    settings = config.exploration
+    model = PseudoCountBonus(settings.pseudo_count_config())
+    env = build.env_factory(config, seed=seed, num_envs=envs)()
+    rng = np.random.default_rng(seed)
+    try:
+        env.reset(seed=seed)
+        kept = []
+        while model.frames_seen < frames:
+            observation = env.step(rng.integers(env.single_action_space.n, size=envs))[0]
+            keep = rng.random(envs) < settings.frame_fraction
+            kept.extend(observation[keep][: frames - model.frames_seen - len(kept)])
+            if len(kept) >= 256 or model.frames_seen + len(kept) >= frames:
+                model.train_and_measure(model.preprocess(torch.as_tensor(np.stack(kept))))
+                kept = []
+    finally:
+        env.close()
+    return model
 
 
 def fixed_action_frames(config: Config, action: int, *, steps: int, every: int, seed: int) -> torch.Tensor:
@@ -86,7 +113,13 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="a ckpt-*.pt of a kind: pixelcnn run")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a ckpt-*.pt of a kind: pixelcnn run")
+    source.add_argument("--fresh", type=int, metavar="FRAMES",
+                        help="train a new density model on this many frames of random play (needs --config)")
+    parser.add_argument("--config", help="with --fresh: the config whose env and exploration settings to use")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --fresh: override a config value, as for engram train (repeatable)")
     parser.add_argument("--actions", default="0,2", help="comma-separated actions, one fixed-action policy each")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--every", type=int, default=20)
@@ -96,7 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # batch-1 steps: more threads only wait on each other
-    config, model = trained_bonus(read_payload(load_checkpoint(args.checkpoint), args.checkpoint), args.checkpoint)
+    if args.checkpoint:
+        config, model = trained_bonus(read_payload(load_checkpoint(args.checkpoint), args.checkpoint), args.checkpoint)
+    else:
+        if not args.config:
+            parser.error("--fresh needs --config")
+        config = load_config(args.config, args.set)
+        if config.exploration.kind != "pixelcnn":
+            raise ConfigError(f"{args.config}: exploration.kind is {config.exploration.kind!r}; --fresh needs pixelcnn")
+        model = fresh_bonus(config, args.fresh, seed=args.seed)
 
     rows, everything = [], {"log_prob": [], "bonus": []}
     for action in (int(a) for a in args.actions.split(",")):
@@ -118,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rank correlation of unfamiliarity (−log ρ) with the bonus, all frames: {correlation:+.2f}")
     if args.json:
         with open(args.json, "w") as stream:
-            json.dump({"benchmark": "bonus_probe", "checkpoint": args.checkpoint, "frames_seen": model.frames_seen,
+            json.dump({"benchmark": "bonus_probe", "checkpoint": args.checkpoint, "fresh": args.fresh,
+                       "config": args.config, "overrides": args.set, "frames_seen": model.frames_seen,
                        "steps": args.steps, "every": args.every, "seed": args.seed,
                        "pg": args.pg or model.config.pg, "policies": rows,
                        "unfamiliarity_bonus_rank_correlation": correlation}, stream, indent=1)

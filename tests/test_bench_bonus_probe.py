@@ -5,7 +5,7 @@ and earns more than one the model was trained on)."""
 import pytest
 import torch
 
-from benchmarks.bonus_probe import probe, rank_correlation, trained_bonus
+from benchmarks.bonus_probe import fresh_bonus, main, probe, rank_correlation, trained_bonus
 from engram.config import ConfigError, load_config
 from learners.exploration import PseudoCountBonus
 
@@ -38,3 +38,26 @@ def test_a_frame_never_seen_is_less_familiar_and_earns_more_than_a_trained_one(o
     assert measured["log_prob"][1] < measured["log_prob"][0]
     assert measured["bonus"][1] > measured["bonus"][0]
     assert all(torch.equal(state[name], value) for name, value in model.model.state_dict().items())
+
+
+def test_a_fresh_model_trains_on_exactly_the_frames_asked_for(one_torch_thread):
+    config = load_config("configs/freeway_pixelcnn.yaml", ["exploration.frame_fraction=0.25"])
+    torch.manual_seed(1)
+    untrained = PseudoCountBonus(config.exploration.pseudo_count_config())
+
+    torch.manual_seed(1)  # the same initial weights
+    model = fresh_bonus(config, 37, seed=3, envs=4)
+
+    assert model.frames_seen == 37
+    assert model.config == config.exploration.pseudo_count_config()
+    changed = [not torch.equal(a, b) for a, b in zip(untrained.model.state_dict().values(),
+                                                       model.model.state_dict().values())]
+    assert any(changed)
+
+
+def test_fresh_needs_a_config_with_a_density_model(capsys):
+    with pytest.raises(SystemExit):
+        main(["--fresh", "10"])
+    assert "--fresh needs --config" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--fresh needs pixelcnn"):
+        main(["--fresh", "10", "--config", "configs/freeway_lstm.yaml"])

@@ -295,8 +295,9 @@ class StrawCore(RecurrentCore):
 
         # A_t = ρ(A_{t−1}) + g_t · write;  c_t = g_t · c_new + (1 − g_t) · ρ(c_{t−1}).
         shifted = time_shift(previous_plan)
-        plan = shifted + gate[:, None, None] * plan_update
-        if self.plan_bound is not None:  # bound the re-planned plan; a committed one is kept as shifted
+        if self.plan_bound is None:
+            plan = shifted + gate[:, None, None] * plan_update
+        else:  # bound the re-planned plan; a committed one is kept as shifted
             replanned_plan = self.plan_bound * torch.tanh((shifted + plan_update) / self.plan_bound)
             plan = shifted + gate[:, None, None] * (replanned_plan - shifted)
         commitment = gate[:, None] * new_commitment + (1.0 - gate[:, None]) * time_shift(

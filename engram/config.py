@@ -424,7 +424,7 @@ class ExplorationConfig(Section):
         PseudoCountConfig.layers, ge=1, description="Gated layers (the first is the 7×7 mask-A layer)."
     )
     frame_fraction: float = Field(
-        1.0, gt=0, le=1, description="Fraction of transitions scored (bonus scaled by 1/fraction); 1 = every frame."
+        1.0, gt=0, le=1, description="Fraction of transitions scored; 1 = every frame. How the rest are paid: subsample."
     )
     subsample: Literal["random", "hold"] = Field(
         "random", description="Below frame_fraction 1, which transitions pay a bonus: random (each with probability "

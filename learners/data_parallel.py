@@ -15,8 +15,30 @@ is never cut: each replica stacks and unpacks its own rollouts, as a single lear
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import torch
 import torch.distributed as dist
+
+GROUP_TIMEOUT = timedelta(minutes=30)  # torch's own default for gloo and NCCL
+
+
+def host_meeting(host: str, timeout: timedelta = GROUP_TIMEOUT) -> dist.TCPStore:
+    """Open the store where the replicas' group meets, on a port the OS gives while binding it;
+    its ``port`` is the one to hand to the other replicas. (A port probed free and bound later
+    can be taken in between: CI saw ``EADDRINUSE``.)"""
+    return dist.TCPStore(host, 0, is_master=True, wait_for_workers=False, timeout=timeout)
+
+
+def join_replicas(backend: str, rank: int, world: int, address: tuple[str, int] | None = None, *,
+                  hosted: dist.TCPStore | None = None, timeout: timedelta = GROUP_TIMEOUT) -> None:
+    """Join the replicas' process group as ``rank`` of ``world``: through the store this process
+    hosts (``hosted``), or by connecting to ``address``, the (host, port) of another's."""
+    if hosted is None:
+        if address is None:
+            raise ValueError("join_replicas needs the meeting's address or the store this process hosts")
+        hosted = dist.TCPStore(address[0], address[1], is_master=False, timeout=timeout)
+    dist.init_process_group(backend, store=hosted, rank=rank, world_size=world, timeout=timeout)
 
 
 class ReplicaSum:

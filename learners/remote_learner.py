@@ -38,28 +38,26 @@ class _EndpointHost:
         torch.set_num_threads(torch_threads)
         self.endpoint_factory = endpoint_factory
         self.endpoint: LearnerEndpoint | None = None
+        self.meeting = None  # the store the replicas' group meets at, on the first replica
 
-    def address(self) -> tuple[str, int]:
-        """This node's address and a free port, where the replicas' group meets."""
-        import socket
+    def host_meeting(self) -> tuple[str, int]:
+        """Open the store where the replicas' group meets; its address for the other replicas."""
+        from learners.data_parallel import host_meeting
 
-        with socket.socket() as probe:
-            probe.bind(("", 0))
-            port = probe.getsockname()[1]
-        return ray.util.get_node_ip_address(), port
+        host = ray.util.get_node_ip_address()
+        self.meeting = host_meeting(host)
+        return host, self.meeting.port
 
     def start(self, rank: int, world: int, address: tuple[str, int] | None, device: str) -> None:
         """Build the endpoint: alone, or as replica ``rank`` of ``world`` meeting at ``address``."""
         replicas = None
         if world > 1:
             import torch
-            import torch.distributed as dist
 
-            from learners.data_parallel import ReplicaSum
+            from learners.data_parallel import ReplicaSum, join_replicas
 
             backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
-            host, port = address
-            dist.init_process_group(backend, init_method=f"tcp://{host}:{port}", rank=rank, world_size=world)
+            join_replicas(backend, rank, world, address, hosted=self.meeting)
             replicas = ReplicaSum(device=device if backend == "nccl" else "cpu")
         self.endpoint = self.endpoint_factory(replicas=replicas)
 
@@ -101,7 +99,7 @@ class RemoteLearner:
                  device: str = "cpu", num_gpus: float = 0.0, num_cpus: float = 1.0, torch_threads: int = 1):
         host = ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=0)(_EndpointHost)
         self._replicas = [host.remote(endpoint_factory, torch_threads) for _ in range(num_learners)]
-        address = self._call(self._replicas[0].address.remote()) if num_learners > 1 else None
+        address = self._call(self._replicas[0].host_meeting.remote()) if num_learners > 1 else None
         self._call([r.start.remote(rank, num_learners, address, device) for rank, r in enumerate(self._replicas)])
         if num_learners > 1:  # every replica starts from the first one's weights
             self._load_everywhere(self._call(self._replicas[0].state_dict.remote()))

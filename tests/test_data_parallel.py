@@ -7,7 +7,7 @@ would be; the reference is a plain :class:`Learner` in this process on the same 
 
 from __future__ import annotations
 
-import socket
+from datetime import timedelta
 
 import pytest
 import torch
@@ -61,13 +61,16 @@ def _learner(config, replicas=None):
     return learner
 
 
+MEETING_TIMEOUT = timedelta(seconds=120)  # a replica that died fails the other's wait, not hangs it
+
+
 def _replica(rank: int, world: int, port: int, name: str, batches, results):
     import torch.distributed as dist
 
-    from learners.data_parallel import ReplicaSum
+    from learners.data_parallel import ReplicaSum, join_replicas
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    join_replicas("gloo", rank, world, ("127.0.0.1", port), timeout=MEETING_TIMEOUT)
     try:
         learner = _learner(_config(name), ReplicaSum())
         share = ROLLOUTS // world
@@ -76,12 +79,6 @@ def _replica(rank: int, world: int, port: int, name: str, batches, results):
         results[rank] = {k: v.clone() for k, v in learner.agent.state_dict().items()}
     finally:
         dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("name", list(SETUPS))
@@ -94,11 +91,14 @@ def test_two_replicas_on_half_batches_reach_one_learners_weights(name):
     for batch in batches:
         reference.update(batch)
 
+    from learners.data_parallel import host_meeting
+
     context = mp.get_context("spawn")
+    meeting = host_meeting("127.0.0.1", MEETING_TIMEOUT)  # this process hosts; both replicas connect
     with context.Manager() as manager:
         results = manager.dict()
-        port = _free_port()
-        processes = [context.Process(target=_replica, args=(rank, 2, port, name, batches, results)) for rank in range(2)]
+        processes = [context.Process(target=_replica, args=(rank, 2, meeting.port, name, batches, results))
+                     for rank in range(2)]
         for process in processes:
             process.start()
         for process in processes:

@@ -43,10 +43,14 @@ instead of sampling and recomputes the actor's step exactly; see :attr:`StrawCor
 Decisions taken here. The paper's full text could not be read in this project (only its
 abstract and figure captions), so these are choices we stand by and test, not readings of it:
 
-* There is no LSTM: the plans are the only recurrent state, as the abstract and Figure 1
-  describe the model (an internal plan updated from each observation). The LSTM is the
-  baseline core (``agents/lstm_core.py``), not a part of STRAW. The input
+* By default there is no LSTM: the plans are the only recurrent state, as the abstract and
+  Figure 1 describe the model (an internal plan updated from each observation). The LSTM is
+  the baseline core (``agents/lstm_core.py``), not a part of STRAW. The input
   ``x_t = [torso(obs_t), one_hot(a_{t−1}), r_{t−1}]`` goes through one ReLU layer to give z_t.
+  ``encoder="lstm"`` (our extension, not the paper's) makes z_t an LSTM cell's output instead,
+  for tasks whose observations hide what must be remembered (the 11×11 maze seen through a
+  7×7 window): the plan alone is R·T numbers written only by attention, a small memory for
+  where the agent has been.
 * Value function: the engram ``Agent`` computes V with a linear head on
   ``CoreOutput.features`` for every core, so STRAW's features are ``[z_t, vec(A_t)]``: the
   value head sees the current input and the whole plan. ``value_row=True`` also gives the plan
@@ -73,6 +77,8 @@ abstract and figure captions), so these are choices we stand by and test, not re
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -82,6 +88,7 @@ from agents.core import CoreOutput, RecurrentCore, State
 from agents.core_names import STRAW_VARIANTS
 
 VARIANTS = STRAW_VARIANTS
+ENCODERS = ("feedforward", "lstm")
 
 
 def time_shift(plan: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
@@ -118,6 +125,12 @@ class StrawCore(RecurrentCore):
         isolate_commitment: the commitment head f_c reads ψ^A_t and ξ_t detached, so the
             gradients that reach c (the straight-through gate and the commitment cost)
             train f_c and b only and never the planner that writes A.
+        latent_noise_init: STRAWe's σ at initialisation, the same for every input: the
+            log-variance half of the latent layer starts with zero weights and bias 2 log σ₀.
+            ``None`` keeps torch's initialisation, which gives σ ≈ 1: the planner then starts
+            from noise as large as its signal.
+        encoder: ``"feedforward"`` (z_t = ReLU(W x_t), the paper's) or ``"lstm"`` (z_t is an LSTM
+            cell's output over x_t; the cell's state joins the core's state).
         plan_bound: ``None`` (the paper's unbounded plan) or a bound b > 0: a re-planned plan is
             squashed to b · tanh(A_t / b), so no entry exceeds ±b. Re-planning reads the plan and
             writes on top of it; where that loop's learned gain exceeds one, an unbounded plan
@@ -132,7 +145,8 @@ class StrawCore(RecurrentCore):
 
     State (batch first):
         ``plan`` ``[B, R, T]`` A_t; ``commitment`` ``[B, T]`` c_t;
-        ``steps_since_replan`` ``[B]`` float, the age of the current macro-action.
+        ``steps_since_replan`` ``[B]`` float, the age of the current macro-action; with the
+        LSTM encoder also ``encoder_hidden`` and ``encoder_cell`` ``[B, H]``.
 
     Telemetry (detached, per step): ``replan`` ``[B]``; ``replan_probability`` ``[B]``
     c_{t−1}[0]; ``macro_length`` ``[B]`` the length of the macro-action that the re-plan at
@@ -159,6 +173,8 @@ class StrawCore(RecurrentCore):
         isolate_commitment: bool,
         normalise_read: bool,
         plan_bound: float | None,
+        encoder: str,
+        latent_noise_init: float | None,
     ):
         super().__init__()
         if variant not in VARIANTS:
@@ -169,6 +185,8 @@ class StrawCore(RecurrentCore):
             raise ValueError(
                 f"patch_size must be in [1, plan_length={plan_length}], got {patch_size}"
             )
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
         if plan_bound is not None and not plan_bound > 0:
             raise ValueError(f"plan_bound must be positive or None, got {plan_bound}")
         self.plan_bound = plan_bound
@@ -182,10 +200,20 @@ class StrawCore(RecurrentCore):
         self.isolate_commitment = isolate_commitment
         self.plan_rows = num_actions + (1 if value_row else 0)  # R
 
-        self.encoder = nn.Linear(input_size, hidden_size)  # x_t -> z_t
+        self.recurrent_encoder = encoder == "lstm"
+        if self.recurrent_encoder:
+            self.encoder = nn.LSTMCell(input_size, hidden_size)  # (x_t, state) -> z_t
+        else:
+            self.encoder = nn.Linear(input_size, hidden_size)  # x_t -> z_t
         planner_input = hidden_size
         if variant == "strawe":
             self.latent = nn.Linear(hidden_size, 2 * latent_size)  # z_t -> (μ, log σ²)
+            if latent_noise_init is not None:
+                if not latent_noise_init > 0:
+                    raise ValueError(f"latent_noise_init must be positive or None, got {latent_noise_init}")
+                with torch.no_grad():
+                    self.latent.weight[latent_size:].zero_()
+                    self.latent.bias[latent_size:].fill_(2.0 * math.log(latent_noise_init))
             planner_input = latent_size
         rows, patch = self.plan_rows, patch_size
         self.action_attention = nn.Linear(  # f_ψ
@@ -223,7 +251,11 @@ class StrawCore(RecurrentCore):
         commitment = torch.zeros(batch_size, self.plan_length, **options)
         commitment[:, 0] = 1.0
         steps = torch.zeros(batch_size, **options)
-        return {"plan": plan, "commitment": commitment, "steps_since_replan": steps}
+        state = {"plan": plan, "commitment": commitment, "steps_since_replan": steps}
+        if self.recurrent_encoder:
+            state["encoder_hidden"] = torch.zeros(batch_size, self.encoder.hidden_size, **options)
+            state["encoder_cell"] = torch.zeros(batch_size, self.encoder.hidden_size, **options)
+        return state
 
     def forward(self, features, state, replay=None):
         """One step: ``features`` ``[B, input_size]`` -> (``CoreOutput``, new state)."""
@@ -234,7 +266,12 @@ class StrawCore(RecurrentCore):
         aux_losses: dict[str, torch.Tensor] = {}
         telemetry: dict[str, torch.Tensor] = {}
 
-        z = F.relu(self.encoder(features))  # z_t  [B, H]
+        encoder_state: State = {}
+        if self.recurrent_encoder:
+            z, cell = self.encoder(features, (state["encoder_hidden"], state["encoder_cell"]))  # z_t  [B, H]
+            encoder_state = {"encoder_hidden": z, "encoder_cell": cell}
+        else:
+            z = F.relu(self.encoder(features))  # z_t  [B, H]
 
         # Re-plan gate g_t ~ Bernoulli(c_{t−1}[0]) with a straight-through gradient.
         replan_probability = previous_commitment[:, 0]
@@ -326,7 +363,7 @@ class StrawCore(RecurrentCore):
             aux_losses=aux_losses,
             telemetry=telemetry,
         )
-        new_state = {"plan": plan, "commitment": commitment, "steps_since_replan": steps}
+        new_state = {"plan": plan, "commitment": commitment, "steps_since_replan": steps, **encoder_state}
         return output, new_state
 
 

@@ -42,6 +42,8 @@ def probe_checkpoint(config, make_agent, path: Path, *, unrolls: int, seed: int)
 
     def track(name):
         def hook(module, inputs, output):
+            if isinstance(output, tuple):  # an LSTM encoder's (hidden, cell): z_t is the hidden
+                output = output[0]
             peaks[f"{name}/in"] = max(peaks.get(f"{name}/in", 0.0), float(inputs[0].detach().abs().max()))
             peaks[f"{name}/out"] = max(peaks.get(f"{name}/out", 0.0), float(output.detach().abs().max()))
         return hook

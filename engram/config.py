@@ -173,6 +173,15 @@ class StrawConfig(Section):
         None, gt=0, description="Squash each re-planned action plan to ±this (b · tanh(A / b)); null: the paper's "
         "unbounded plan. Stops a read-write loop with a gain above one from running the plan away (benchmarks/RESULTS.md)."
     )
+    encoder: Literal["feedforward", "lstm"] = Field(
+        "feedforward", description="What makes the planner's features z_t from the input: one ReLU layer (the "
+        "paper's; the plans are the only memory) or an LSTM cell (ours: memory beyond the plan, for mazes seen "
+        "through a window)."
+    )
+    latent_noise_init: float | None = Field(
+        None, gt=0, description="STRAWe's latent σ at initialisation, for every input (null: torch's init, σ ≈ 1, "
+        "noise as large as the planner's signal from the start)."
+    )
     commitment_cost: float = Field(1e-3, ge=0, description="λ: weight of the commitment cost c_t[0].")
     kl_cost: float = Field(1e-4, ge=0, description="α: weight of STRAWe's KL, charged on re-planning steps.")
 

@@ -11,8 +11,9 @@ from engram import build
 from engram.config import load_config
 
 
-def _probe(tmp_path, scale: float) -> dict:
-    config = load_config("configs/maze_straw_re.yaml", ["resources.envs_per_actor=4", "learner.unroll_length=20"])
+def _probe(tmp_path, scale: float, *overrides: str) -> dict:
+    config = load_config("configs/maze_straw_re.yaml", ["resources.envs_per_actor=4", "learner.unroll_length=20",
+                                                         *overrides])
     make_agent = build.agent_factory(config, build.probe_env(config))
     torch.manual_seed(0)
     agent = make_agent()
@@ -33,6 +34,13 @@ def test_the_probe_reads_a_planner_that_stays_bounded_and_one_that_runs_away(tmp
     assert runaway["largest_weight"]["patch_writer"] > 20 * calm["largest_weight"]["patch_writer"]
     assert runaway["activations"]["patch_writer/in"] > 1e3 * calm["activations"]["patch_writer/in"]
     assert runaway["activations"]["encoder/out"] < 2 * calm["activations"]["encoder/out"]  # the input side stays calm
+
+
+def test_the_probe_reads_a_planner_on_an_lstm_encoder(tmp_path):
+    probe = _probe(tmp_path, 1.0, "agent.straw.encoder=lstm")
+    assert probe["finite_logits"]
+    assert 0 < probe["activations"]["encoder/out"] <= 1  # the LSTM's hidden state, not its cell
+    assert "policy" in probe
 
 
 def test_the_policy_summary_by_hand():

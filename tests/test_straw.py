@@ -277,11 +277,11 @@ def test_commitment_parameters_learn_through_a_later_gate():
 # -------------------------------------------------------------- off-policy replay
 
 
-def make_agent(variant):
+def make_agent(variant, **kwargs):
     torch.manual_seed(9)
     return Agent(
         VectorTorso((OBS_SIZE,), output_size=16),
-        lambda input_size: make_core(variant, input_size=input_size),
+        lambda input_size: make_core(variant, input_size=input_size, **kwargs),
         num_actions=NUM_ACTIONS,
         reward_clip=1.0,
     )
@@ -308,9 +308,10 @@ def rollout_inputs(steps=20, batch=4, seed=10):
     return observations, actions, rewards, dones
 
 
-@pytest.mark.parametrize("variant", ["straw", "strawe", "straw_re"])
-def test_replaying_decisions_reproduces_the_actor_bit_for_bit(variant):
-    agent = make_agent(variant)
+@pytest.mark.parametrize("variant,encoder", [("straw", "feedforward"), ("strawe", "feedforward"),
+                                             ("straw_re", "feedforward"), ("straw", "lstm")])
+def test_replaying_decisions_reproduces_the_actor_bit_for_bit(variant, encoder):
+    agent = make_agent(variant, encoder=encoder)
     inputs = rollout_inputs()
     initial = agent.initial_state(4)
     torch.manual_seed(11)
@@ -356,6 +357,76 @@ def test_episode_start_resets_the_plans():
     assert outputs[9].telemetry["macro_length"][1] == 0
 
 
+def _features_after(core, first_input, second_input):
+    """z_t (the first H features) at the second of two steps from the initial state."""
+    state = core.initial_state(1)
+    _, state = core(first_input, state)
+    output, _ = core(second_input, state)
+    return output.features[:, :16]  # make_core's hidden_size
+
+
+@pytest.mark.parametrize("encoder", ["feedforward", "lstm"])
+def test_only_the_lstm_encoder_carries_the_past_into_z(encoder):
+    torch.manual_seed(15)
+    core = make_core("straw_re", encoder=encoder)
+    now = torch.randn(1, 12)
+    with torch.no_grad():
+        a = _features_after(core, torch.randn(1, 12), now)
+        b = _features_after(core, torch.randn(1, 12), now)
+    assert torch.equal(a, b) == (encoder == "feedforward")
+
+
+def test_the_lstm_encoder_is_an_lstm_cell_over_the_input():
+    torch.manual_seed(16)
+    core = make_core("straw_re", encoder="lstm")
+    reference = torch.nn.LSTMCell(12, 16)
+    reference.load_state_dict(core.encoder.state_dict())
+    inputs = torch.randn(3, 2, 12)
+    state, hidden = core.initial_state(2), (torch.zeros(2, 16), torch.zeros(2, 16))
+    with torch.no_grad():
+        for x in inputs:
+            output, state = core(x, state)
+            hidden = reference(x, hidden)
+            torch.testing.assert_close(output.features[:, :16], hidden[0], rtol=0, atol=0)
+
+
+def test_an_episode_start_resets_the_lstm_encoder():
+    agent = make_agent("straw", encoder="lstm")
+    observations, actions, rewards, dones = rollout_inputs()
+    with torch.no_grad():
+        outputs, _ = run_agent(agent, observations, actions, rewards, dones, agent.initial_state(4))
+        # Row 1 starts a new episode at step 9; alone from a fresh state it must give the same step.
+        fresh, _ = run_agent(agent, observations[9:10, 1:2], actions[9:10, 1:2], rewards[9:10, 1:2],
+                             dones[9:10, 1:2], agent.initial_state(1), [{"replan": outputs[9].decisions["replan"][1:2]}])
+    torch.testing.assert_close(outputs[9].logits[1:2], fresh[0].logits)
+
+
+def _latent_log_variance(core, features):
+    with torch.no_grad():
+        return core.latent(torch.relu(core.encoder(features))).chunk(2, dim=1)[1]
+
+
+@pytest.mark.parametrize("sigma", [None, 0.1, 0.5])
+def test_strawe_starts_with_the_latent_noise_asked_for(sigma):
+    torch.manual_seed(17)
+    core = make_core("strawe", latent_noise_init=sigma)
+    log_variance = _latent_log_variance(core, torch.randn(64, 12))
+    if sigma is None:  # torch's init: σ varies with the input around 1
+        assert log_variance.std() > 0.01 and log_variance.abs().mean() < 1.0
+    else:
+        torch.testing.assert_close(log_variance, torch.full_like(log_variance, 2 * math.log(sigma)))
+
+
+def test_latent_noise_init_must_be_positive():
+    with pytest.raises(ValueError, match="latent_noise_init"):
+        make_core("strawe", latent_noise_init=0.0)
+
+
+def test_encoder_must_be_known():
+    with pytest.raises(ValueError, match="encoder"):
+        make_core("straw", encoder="gru")
+
+
 # ------------------------------------------------------ memory-efficient BPTT executor
 
 
@@ -371,13 +442,15 @@ class Float64Torso(torch.nn.Module):
         return torch.relu(self.linear(observations))
 
 
-@pytest.mark.parametrize("variant", ["straw", "strawe", "straw_re"])
-def test_checkpointed_unroll_gives_exact_gradients_with_replayed_decisions(variant):
+@pytest.mark.parametrize("variant,encoder", [("straw", "feedforward"), ("strawe", "feedforward"),
+                                             ("straw_re", "feedforward"), ("strawe", "lstm")])
+def test_checkpointed_unroll_gives_exact_gradients_with_replayed_decisions(variant, encoder):
     from learners.bptt.executor import checkpointed_unroll
     from learners.bptt_plan import plan
     torch.manual_seed(14)
     agent = Agent(
-        Float64Torso(OBS_SIZE, 8), lambda size: make_core(variant, input_size=size), NUM_ACTIONS, reward_clip=1.0
+        Float64Torso(OBS_SIZE, 8), lambda size: make_core(variant, input_size=size, encoder=encoder), NUM_ACTIONS,
+        reward_clip=1.0,
     ).double()
     observations, actions, rewards, dones = rollout_inputs(steps=12, batch=3)
     observations, rewards = observations.double(), rewards.double()

@@ -16,7 +16,9 @@ Runs go one at a time, each in its own process, so each has the machine to itsel
 by seed (every config's seed 0, then every config's seed 1, ...). A run that stops short of
 its budget (a diverged update, a crash) does not end the sweep: it counts as far as it got,
 ``learning.json`` says ``failed`` with the error, and the command exits 1 after the table.
-``--reuse`` takes runs already measured in an earlier sweep's ``learning.json`` (same label,
+``--combine LABEL=learning.json`` (repeatable) trains nothing: it puts earlier sweeps side by
+side in one table and plot, each sweep's curves under its label, so that sweeps with different
+``--set`` overrides, or of the same config, can be compared. ``--reuse`` takes runs already measured in an earlier sweep's ``learning.json`` (same label,
 game, seed, config and overrides, run to at least the same budget) instead of training them
 again, so a committed result can stand beside a new one: e.g. RLlib trained today beside an
 engram run from last week.
@@ -24,6 +26,7 @@ engram run from last week.
     engram bench learning [--config configs/pong_lstm.yaml ...] [--games breakout,pong]
         [--frames 2000000] [--seeds 3] [--against rllib] [--set KEY=VALUE ...]
         [--at 500000,1000000] [--out benchmarks/out/learning] [--reuse earlier/learning.json ...]
+    engram bench learning --combine LSTM=a/learning.json --combine STRAW=b/learning.json [--at ...] [--out ...]
 
 Each config trains on its own game unless ``--games`` names others. The defaults
 (configs/pong_lstm.yaml on Breakout, 2M frames, 3 seeds, engram only) take about half an hour on 2
@@ -40,7 +43,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -355,6 +358,17 @@ def run_sweep(specs: list[RunSpec], out: Path, at_frames: list[int], *, train: b
                         "seconds": time.monotonic() - started, **({"error": failure} if failure else {})})
         print(f"[{len(history)}/{len(specs)}] {history[-1]['run']}: {did} ({history[-1]['seconds']:.0f} s)"
               + (f": {failure}" if failure else ""), flush=True)
+    result = write_report(curves, out, at_frames, runs=history)
+    failed = [run["run"] for run in history if run["did"] == "failed"]
+    if failed:
+        print(f"{len(failed)} run(s) stopped short of the budget and count only as far as they got: "
+              f"{', '.join(failed)}; rerun the same command to try them again", flush=True)
+    return result
+
+
+def write_report(curves: list[Curve], out: Path, at_frames: list[int], **extra) -> dict:
+    """Score the curves, write ``learning.json`` and ``learning.png`` under ``out``, print the table."""
+    out.mkdir(parents=True, exist_ok=True)
     rows = score(curves, at_frames)
     result = {
         "benchmark": "learning",
@@ -362,18 +376,36 @@ def run_sweep(specs: list[RunSpec], out: Path, at_frames: list[int], *, train: b
         "table": rows,
         "curves": [{**asdict(c.spec), "budget": c.spec.frames, "frames": c.frames, "returns": c.returns,
                     "resumed_at": c.resumed_at} for c in curves],
-        "runs": history,
+        **extra,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
     }
     (out / "learning.json").write_text(json.dumps(result, indent=1))
     plot(curves, out / "learning.png")
     print(format_table(rows, at_frames))
     print(f"wrote {out / 'learning.json'} and {out / 'learning.png'}")
-    failed = [run["run"] for run in history if run["did"] == "failed"]
-    if failed:
-        print(f"{len(failed)} run(s) stopped short of the budget and count only as far as they got: "
-              f"{', '.join(failed)}; rerun the same command to try them again", flush=True)
     return result
+
+
+def combined_curves(sources: list[tuple[str, Path]]) -> list[Curve]:
+    """Every curve of each earlier sweep's ``learning.json``, under that source's label: sweeps
+    with different ``--set`` overrides, or of the same config, side by side in one table."""
+    labels = [label for label, _ in sources]
+    if len(set(labels)) != len(labels):
+        raise SystemExit(f"--combine: each source needs its own label, got {labels}")
+    curves = []
+    for label, path in sources:
+        found = reusable_curves([path]).values()
+        if not found:
+            raise SystemExit(f"--combine {label}={path}: the file holds no curves")
+        curves += [replace(c, spec=replace(c.spec, label=label)) for c in found]
+    return curves
+
+
+def _source(text: str) -> tuple[str, Path]:
+    label, separator, path = text.partition("=")
+    if not separator or not label or not path:
+        raise argparse.ArgumentTypeError(f"expected LABEL=learning.json, got {text!r}")
+    return label, Path(path)
 
 
 def requested_games(games: str | None, *, configs_given: bool) -> list[str] | None:
@@ -405,7 +437,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="append", default=[], metavar="JSON",
                         help="an earlier sweep's learning.json: its runs that match are read from it, not trained "
                              "(repeatable)")
+    parser.add_argument("--combine", action="append", default=[], type=_source, metavar="LABEL=JSON",
+                        help="put earlier sweeps' learning.json side by side, each under its LABEL, in one table "
+                             "and plot in --out; trains nothing (repeatable)")
     args = parser.parse_args(argv)
+    if args.combine:
+        if args.configs or args.against or args.overrides or args.reuse or args.report_only:
+            parser.error("--combine only reads earlier sweeps: it takes --at and --out, nothing that trains")
+        at_frames = args.at or json.loads(args.combine[0][1].read_text())["at_frames"]
+        write_report(combined_curves(args.combine), Path(args.out), at_frames,
+                     sources={label: str(path) for label, path in args.combine})
+        return 0
     configs = args.configs or ["configs/pong_lstm.yaml"]
     games = requested_games(args.games, configs_given=bool(args.configs))
     at_frames = args.at or [args.frames * k // 4 for k in (1, 2, 3, 4)]

@@ -211,3 +211,42 @@ def test_a_run_that_fails_does_not_end_the_sweep_and_the_command_exits_nonzero(t
     assert stored["runs"][0]["error"] == "seed 0 diverged" and "error" not in stored["runs"][1]
     assert stored["table"][0]["at"]["100"]["values"] == [0.5]
     assert status == 1
+
+
+def _sweep_file(path, seeds_returns, overrides):
+    curves = [{"label": "maze_lstm", "game": None, "seed": seed, "config": "configs/maze_lstm.yaml",
+               "overrides": overrides, "frames": [100, 200], "returns": returns}
+              for seed, returns in enumerate(seeds_returns)]
+    path.write_text(json.dumps({"at_frames": [100, 200], "curves": curves}))
+    return path
+
+
+def test_combine_puts_sweeps_of_one_config_side_by_side_under_their_labels(tmp_path):
+    first = _sweep_file(tmp_path / "a.json", [[0.0, 1.0], [0.0, 3.0]], ["learner.entropy_cost=0.02"])
+    second = _sweep_file(tmp_path / "b.json", [[0.5, 0.25], [0.5, 0.75], [0.5, 0.5]], [])
+    status = learning.main(["--combine", f"entropy={first}", "--combine", f"default={second}",
+                            "--out", str(tmp_path / "both")])
+    assert status == 0
+    result = json.loads((tmp_path / "both" / "learning.json").read_text())
+    rows = {row["label"]: row["at"]["200"] for row in result["table"]}
+    assert rows["entropy"]["values"] == [1.0, 3.0] and rows["entropy"]["mean"] == 2.0
+    assert rows["default"]["values"] == [0.25, 0.75, 0.5] and rows["default"]["mean"] == 0.5
+    assert result["at_frames"] == [100, 200]  # the first source's, when --at is not given
+    assert result["sources"] == {"entropy": str(first), "default": str(second)}
+    assert (tmp_path / "both" / "learning.png").stat().st_size > 0
+    # The combined file reads back like any sweep's.
+    assert len(learning.reusable_curves([tmp_path / "both" / "learning.json"])) == 5
+
+
+def test_combine_refuses_a_repeated_label_a_missing_one_and_anything_that_trains(tmp_path):
+    source = _sweep_file(tmp_path / "a.json", [[0.0, 1.0]], [])
+    with pytest.raises(SystemExit, match="its own label"):
+        learning.main(["--combine", f"x={source}", "--combine", f"x={source}", "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit):  # argparse: LABEL=JSON expected
+        learning.main(["--combine", str(source), "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit):
+        learning.main(["--combine", f"x={source}", "--config", "configs/smoke.yaml", "--out", str(tmp_path / "o")])
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"at_frames": [1], "curves": []}))
+    with pytest.raises(SystemExit, match="no curves"):
+        learning.main(["--combine", f"x={empty}", "--out", str(tmp_path / "o")])

@@ -48,9 +48,8 @@ abstract and figure captions), so these are choices we stand by and test, not re
   the baseline core (``agents/lstm_core.py``), not a part of STRAW. The input
   ``x_t = [torso(obs_t), one_hot(a_{t−1}), r_{t−1}]`` goes through one ReLU layer to give z_t.
   ``encoder="lstm"`` (our extension, not the paper's) makes z_t an LSTM cell's output instead,
-  for tasks whose observations hide what must be remembered (the 11×11 maze seen through a
-  7×7 window): the plan alone is R·T numbers written only by attention, a small memory for
-  where the agent has been.
+  for partially observed tasks: the plan alone is R·T numbers written only by attention, a
+  small memory (benchmarks/RESULTS.md, "STRAW on an LSTM encoder").
 * Value function: the engram ``Agent`` computes V with a linear head on
   ``CoreOutput.features`` for every core, so STRAW's features are ``[z_t, vec(A_t)]``: the
   value head sees the current input and the whole plan. ``value_row=True`` also gives the plan

@@ -16,12 +16,12 @@ Runs go one at a time, each in its own process, so each has the machine to itsel
 by seed (every config's seed 0, then every config's seed 1, ...). A run that stops short of
 its budget (a diverged update, a crash) does not end the sweep: it counts as far as it got,
 ``learning.json`` says ``failed`` with the error, and the command exits 1 after the table.
-``--combine LABEL=learning.json`` (repeatable) trains nothing: it puts earlier sweeps side by
-side in one table and plot, each sweep's curves under its label, so that sweeps with different
-``--set`` overrides, or of the same config, can be compared. ``--reuse`` takes runs already measured in an earlier sweep's ``learning.json`` (same label,
+``--reuse`` takes runs already measured in an earlier sweep's ``learning.json`` (same label,
 game, seed, config and overrides, run to at least the same budget) instead of training them
 again, so a committed result can stand beside a new one: e.g. RLlib trained today beside an
-engram run from last week.
+engram run from last week. ``--combine LABEL=learning.json`` (repeatable) trains nothing: it
+puts earlier sweeps side by side in one table and plot, each sweep's curves under its label,
+so that sweeps with different ``--set`` overrides, or of the same config, can be compared.
 
     engram bench learning [--config configs/pong_lstm.yaml ...] [--games breakout,pong]
         [--frames 2000000] [--seeds 3] [--against rllib] [--set KEY=VALUE ...]

@@ -175,8 +175,8 @@ class StrawConfig(Section):
     )
     encoder: Literal["feedforward", "lstm"] = Field(
         "feedforward", description="What makes the planner's features z_t from the input: one ReLU layer (the "
-        "paper's; the plans are the only memory) or an LSTM cell (ours: memory beyond the plan, for mazes seen "
-        "through a window)."
+        "paper's; the plans are the only memory) or an LSTM cell (ours: memory beyond the plan, for partially "
+        "observed tasks)."
     )
     latent_noise_init: float | None = Field(
         None, gt=0, description="STRAWe's latent σ at initialisation, for every input (null: torch's init, σ ≈ 1, "

@@ -18,6 +18,7 @@ BENCHMARKS = {
     "pixelcnn": "benchmarks.pixelcnn",
     "learning": "benchmarks.learning",
     "memory": "benchmarks.memory",
+    "lag_recall": "benchmarks.lag_recall",
     "density": "benchmarks.density",
     "text": "benchmarks.text",
     "scale": "benchmarks.scale",

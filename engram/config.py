@@ -199,14 +199,19 @@ class MemoryConfig(Section):
     top_k: int = Field(4, gt=0, description="K: rows per sparse read (SAM, SDNC).")
     index: Literal["exact", "faiss"] = Field("exact", description="Top-K search: exact scan, or a faiss HNSW index.")
     link_size: int = Field(8, gt=0, description="K_L: sparse temporal links per row (SDNC only).")
+    time_code: int = Field(
+        0, ge=0, multiple_of=2, description="Size of a sinusoidal code of the step since the episode began that the "
+        "SAM / SDNC interface reads beside the controller's output, so reads can find a row by how long ago it was "
+        "written (our extension; 0 = the paper's SAM). See agents/sam/step_code.py."
+    )
 
     def core_options(self, core: str) -> dict[str, Any]:
         options = self.model_dump(exclude={"link_size"})
         if core == "sdnc":
             options["link_size"] = self.link_size
         if core in ("dam", "ntm"):
-            options.pop("index")
-            options.pop("top_k")
+            for sparse_only in ("index", "top_k", "time_code"):
+                options.pop(sparse_only)
         return options
 
 
@@ -237,6 +242,12 @@ class AgentConfig(Section):
     lstm: LSTMConfig = LSTMConfig()
     straw: StrawConfig = StrawConfig()
     memory: MemoryConfig = MemoryConfig()
+
+    @model_validator(mode="after")
+    def _time_code_needs_a_sparse_core(self) -> "AgentConfig":
+        if self.memory.time_code and self.core in ("dam", "ntm"):
+            raise ValueError(f"agent.memory.time_code applies to sam and sdnc, not {self.core}: leave it 0")
+        return self
 
     def core_options(self) -> dict[str, Any]:
         if self.core in STRAW_VARIANTS:

@@ -162,3 +162,13 @@ def test_center_frames_takes_the_old_booleans_and_names_the_three_choices():
     assert from_dict({"agent": {"center_frames": "background"}}).agent.center_frames == "background"
     with pytest.raises(ConfigError, match="center_frames"):
         from_dict({"agent": {"center_frames": "median"}})
+
+
+def test_a_step_code_is_refused_on_the_dense_cores_and_at_odd_sizes():
+    sam = from_dict({"agent": {"core": "sam", "memory": {"time_code": 16}}})
+    assert sam.agent.core_options()["time_code"] == 16
+    with pytest.raises(ConfigError, match="time_code applies to sam and sdnc, not dam"):
+        from_dict({"agent": {"core": "dam", "memory": {"time_code": 16}}})
+    with pytest.raises(ConfigError, match="time_code"):
+        from_dict({"agent": {"core": "sam", "memory": {"time_code": 5}}})
+    assert "time_code" not in from_dict({"agent": {"core": "ntm"}}).agent.core_options()

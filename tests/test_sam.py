@@ -11,6 +11,7 @@ from torch.nn import functional as F
 from agents.sam import SAMCore
 from agents.sam import usage as usage_lib
 from agents.sam.index import ExactIndex, FaissIndex
+from agents.sam.step_code import step_code
 from agents.sam.undo_log import open_log
 
 DELTA = 0.005
@@ -49,6 +50,13 @@ def test_exact_read_with_k_equal_n_is_a_dense_softmax_read():
     torch.testing.assert_close(weights.sum(-1), torch.ones(B, H, dtype=torch.float64))
 
 
+def _reference_step_code(time, size):
+    """φ(t): sin and cos of t·1000^(−j/n), j < n = size / 2, interleaved (step_code.py's formula)."""
+    n = size // 2
+    angles = time.double()[:, None] * torch.tensor([1000.0 ** (-j / n) for j in range(n)], dtype=torch.float64)
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(len(time), size)
+
+
 def _reference_unroll(core, features, memory, usage, time, read_idx, read_w, read_words, hidden, cell):
     """Naive SAM: the memory is cloned (functional update) at every step; dense autograd.
 
@@ -61,7 +69,10 @@ def _reference_unroll(core, features, memory, usage, time, read_idx, read_w, rea
     for t in range(features.shape[0]):
         time = time + 1
         hidden, cell = core.controller(torch.cat([features[t], read_words.reshape(B, -1)], 1), (hidden, cell))
-        p = F.linear(hidden, core.interface.weight, core.interface.bias).view(B, H, -1)
+        interface_input = hidden
+        if core.time_code:
+            interface_input = torch.cat([hidden, _reference_step_code(time, core.time_code)], 1)
+        p = F.linear(interface_input, core.interface.weight, core.interface.bias).view(B, H, -1)
         query, strength = p[..., :W], 1 + F.softplus(p[..., W])
         add, alpha, gamma = p[..., W + 1: 2 * W + 1], torch.sigmoid(p[..., 2 * W + 1]), torch.sigmoid(p[..., 2 * W + 2])
         # LRU rows: the H smallest (usage, row) pairs, by a Python sort
@@ -89,11 +100,13 @@ def _reference_unroll(core, features, memory, usage, time, read_idx, read_w, rea
     return torch.stack(outputs)
 
 
-def test_undo_log_gradients_equal_a_naive_cloning_reference_float64():
+@pytest.mark.parametrize("time_code", [0, 6], ids=["paper", "step-code"])
+def test_undo_log_gradients_equal_a_naive_cloning_reference_float64(time_code):
     generator = torch.Generator().manual_seed(1)
     torch.manual_seed(1)
     T, B, F_in, N, W, H, K = 24, 2, 5, 10, 4, 2, 3
-    core = SAMCore(F_in, hidden_size=7, memory_slots=N, word_size=W, num_heads=H, top_k=K, lru="argmin", index="exact").double()
+    core = SAMCore(F_in, hidden_size=7, memory_slots=N, word_size=W, num_heads=H, top_k=K, lru="argmin", index="exact",
+                   time_code=time_code).double()
     features = torch.randn(T, B, F_in, dtype=torch.float64, generator=generator, requires_grad=True)
     targets = torch.randn(T, B, core.output_size, dtype=torch.float64, generator=generator)
     state = _random_state(core, B, generator)
@@ -119,6 +132,59 @@ def test_undo_log_gradients_equal_a_naive_cloning_reference_float64():
     for grad, ref in zip(grads, ref_grads):
         torch.testing.assert_close(grad, ref, rtol=1e-9, atol=1e-10)
     assert grads[1].abs().sum() > 0
+
+
+def _rotation_back(k, size):
+    """R_k with φ(t − k) = R_k φ(t): per frequency ω, the 2×2 rotation of (sin ωt, cos ωt) by −kω."""
+    rotation = torch.zeros(size, size, dtype=torch.float64)
+    for j in range(size // 2):
+        angle = torch.tensor(k * 1000.0 ** (-j / (size // 2)), dtype=torch.float64)
+        c, s = angle.cos(), angle.sin()
+        rotation[2 * j: 2 * j + 2, 2 * j: 2 * j + 2] = torch.stack([torch.stack([c, -s]), torch.stack([s, c])])
+    return rotation
+
+
+def test_the_step_code_of_an_earlier_step_is_a_fixed_rotation_of_the_code_now():
+    """φ(t − k) = R_k φ(t) for every t, R_k built from k alone: what lets one linear map aim a
+    query at the row written k steps back."""
+    size, k = 8, 32
+    time = torch.arange(k, 400)
+    code_now, code_then = _reference_step_code(time, size), _reference_step_code(time - k, size)
+    assert torch.allclose(step_code(time, size, dtype=torch.float64), code_now, atol=1e-12)
+    rotation = _rotation_back(k, size)
+    torch.testing.assert_close(code_now @ rotation.T, code_then, rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="even"):
+        step_code(time, 5)
+
+
+def test_a_step_code_lets_a_content_read_find_the_row_written_k_steps_ago():
+    """Interface weights set by hand: each write's word is φ(t), each query is φ(t − k). The
+    read then lands on the row the write of step t − k chose, found from the write telemetry;
+    without the code the same core has nothing to aim with."""
+    code, k, steps, N = 8, 5, 40, 64
+    core = SAMCore(3, hidden_size=4, memory_slots=N, word_size=code, num_heads=1, top_k=2, index="exact",
+                   time_code=code).double()
+    W = code
+    with torch.no_grad():
+        core.interface.weight.zero_()
+        core.interface.bias.zero_()
+        hidden = core.hidden_size
+        core.interface.weight[:W, hidden:] = _rotation_back(k, code)  # q_t = φ(t − k)
+        core.interface.bias[W] = 50.0  # β: a sharp read
+        core.interface.weight[W + 1: 2 * W + 1, hidden:] = torch.eye(code)  # a_t = φ(t)
+        core.interface.bias[2 * W + 1] = 20.0  # α ≈ 1: write every step
+        core.interface.bias[2 * W + 2] = -20.0  # γ ≈ 0: into the least recently used row
+    state = core.initial_state(2)
+    written, read = [], []
+    with torch.no_grad():
+        for _ in range(steps):
+            out, state = core(torch.randn(2, 3, dtype=torch.float64), state)
+            weights = out.telemetry["write_weights"][:, 0]
+            written.append(out.telemetry["write_rows"][:, 0].gather(1, weights.argmax(1, keepdim=True))[:, 0])
+            top = out.telemetry["read_weights"][:, 0].argmax(1, keepdim=True)
+            read.append(out.telemetry["read_rows"][:, 0].gather(1, top)[:, 0])
+    for t in range(k, steps):
+        assert torch.equal(read[t], written[t - k]), t
 
 
 def test_loss_on_an_early_step_only_rewinds_the_later_writes():

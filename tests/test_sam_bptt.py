@@ -111,10 +111,11 @@ CASES = [
     ("sam", {"lru": "heap"}),
     ("sdnc", {"lru": "argmin"}),
     ("sdnc", {"lru": "heap"}),
+    ("sdnc", {"lru": "argmin", "time_code": 4}),
 ]
 
 
-@pytest.mark.parametrize("kind,options", CASES, ids=["sam", "sam-heap", "sdnc", "sdnc-heap"])
+@pytest.mark.parametrize("kind,options", CASES, ids=["sam", "sam-heap", "sdnc", "sdnc-heap", "sdnc-step-code"])
 def test_gradients_equal_plain_bptt_for_every_mode_and_budget(kind, options):
     core = make_core(kind, **options)
     state, inputs = problem(core)

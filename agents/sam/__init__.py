@@ -2,7 +2,8 @@
 
 One module per mechanism: :mod:`usage` (U(2) LRU), :mod:`index` (exact / faiss top-K),
 :mod:`undo_log` (in-place writes + the autograd Functions that revert them),
-:mod:`sparse_read`, :mod:`sparse_write`, :mod:`links` (SDNC sparse temporal links); cores:
+:mod:`sparse_read`, :mod:`sparse_write`, :mod:`links` (SDNC sparse temporal links),
+:mod:`step_code` (an optional code of the step for addressing by time); cores:
 :class:`SAMCore`, :class:`SDNCCore`, and the dense :class:`DAMCore` and :class:`NTMCore`.
 
 Note: SAM is covered by US patent 11,151,443 held by the paper's authors' employer.

@@ -3,7 +3,8 @@
 Per step t (§3, Fig. 1):
 
     h_t       = LSTM([x_t, r_{t−1}])                    controller, r_{t−1} = [B, H·W]
-    q, β, a, α, γ = interface(h_t)                       per head
+    q, β, a, α, γ = interface(h_t)                       per head (interface([h_t, φ(t)])
+                                                         with a step code, step_code.py)
     I^U_t     = the H least recently used rows (U(2))    usage.py
     M_t       = (1 − R_t) ⊙ M_{t−1} + w^W_t a_t^T       sparse_write.py, in place, eq. 4–5
     s_t       = top-K rows of D(q_t, M_t)                index.py
@@ -33,6 +34,7 @@ from agents.sam import usage as usage_lib
 from agents.sam.index import make_index
 from agents.sam.sparse_read import sparse_read
 from agents.sam.sparse_write import sparse_write, write_weights
+from agents.sam.step_code import step_code
 from agents.sam.undo_log import SparseWrite, UndoLog, open_log, start_token, undo_log_for
 
 
@@ -67,6 +69,8 @@ class SparseMemoryCore(RecurrentCore):
         usage_threshold: δ of U(2).
         lru: ``"argmin"`` (O(N) vectorised), ``"heap"`` (O(log N), CPU) or ``"auto"``
             (heap when N > 8192 and on CPU).
+        time_code: size of the step code φ(t) the interface also reads (0: none, the paper's
+            SAM); it lets reads address rows by how long ago they were written.
     """
 
     extra_interface = 0  # per head, for subclasses (SDNC's read modes)
@@ -87,6 +91,7 @@ class SparseMemoryCore(RecurrentCore):
         output_size: int | None = None,
         usage_threshold: float = usage_lib.DEFAULT_THRESHOLD,
         lru: str = "auto",
+        time_code: int = 0,
     ):
         super().__init__()
         if top_k > memory_slots:
@@ -102,6 +107,9 @@ class SparseMemoryCore(RecurrentCore):
         self.top_k = top_k
         self.usage_threshold = usage_threshold
         self.lru = lru
+        if time_code < 0 or time_code % 2:
+            raise ValueError(f"time_code must be 0 or a positive even number, got {time_code}")
+        self.time_code = time_code
         self.index = make_index(index, **(index_options or {}))
         self.lru_heaps = usage_lib.LRUHeaps()  # of each usage tensor the heap serves
         self.output_size = output_size or hidden_size
@@ -109,7 +117,7 @@ class SparseMemoryCore(RecurrentCore):
         self.controller = nn.LSTMCell(input_size + read_size, hidden_size)
         # per head: query q (W), strength β (1), add a (W), write gate α (1), gate γ (1)
         self.per_head = 2 * word_size + 3 + self.extra_interface
-        self.interface = nn.Linear(hidden_size, num_heads * self.per_head)
+        self.interface = nn.Linear(hidden_size + time_code, num_heads * self.per_head)
         self.output = nn.Linear(hidden_size + read_size, self.output_size)
 
     # -- state ----------------------------------------------------------------------------
@@ -179,8 +187,10 @@ class SparseMemoryCore(RecurrentCore):
         return log.replay(lambda: self.index.search(memory, query, k))
 
     # -- one step -------------------------------------------------------------------------
-    def _split_interface(self, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _split_interface(self, hidden: torch.Tensor, time: torch.Tensor) -> dict[str, torch.Tensor]:
         B, H, W = hidden.shape[0], self.num_heads, self.word_size
+        if self.time_code:
+            hidden = torch.cat([hidden, step_code(time, self.time_code, dtype=hidden.dtype)], dim=1)
         flat = self.interface(hidden).view(B, H, self.per_head)
         query, strength, add, gates, extra = torch.split(
             flat, [W, 1, W, 2, self.extra_interface], dim=-1
@@ -215,7 +225,7 @@ class SparseMemoryCore(RecurrentCore):
         # controller: h_t = LSTM([x_t, r_{t−1}])
         controller_input = torch.cat([features, state["read_words"].reshape(B, -1)], dim=1)
         hidden, cell = self.controller(controller_input, (state["hidden"], state["cell"]))
-        interface = self._split_interface(hidden)
+        interface = self._split_interface(hidden, time)
 
         # write: w^W_t = α(γ w^R_{t−1} + (1 − γ) I^U_t); erase I^U_t; add (eqs. 3–5)
         least_used = self._least_used(usage)  # I^U_t [B, H]

@@ -16,7 +16,8 @@ The score is the share of answers right by the head's argmax, averaged over the 
 of updates (chance: 0.25). It prints a table, writes JSON and draws accuracy against updates.
 
     python -m benchmarks.lag_recall [--lag 32] [--length 64] [--updates 1000]
-        [--modes supervised,reinforce] [--cores lstm,sam,sam+code] [--seeds 1] [--json PATH] [--png PATH]
+        [--modes supervised,reinforce] [--cores lstm,sam,sam+code] [--seeds 1] [--batch-size 32]
+        [--json PATH] [--png PATH]
     (or engram bench lag_recall ...)
 """
 
@@ -32,7 +33,7 @@ from torch.nn import functional as F
 
 from agents.registry import core_factory
 
-SYMBOLS, BATCH, TORSO = 4, 32, 64
+SYMBOLS, TORSO = 4, 64
 SAM_OPTIONS = {"hidden_size": 128, "memory_slots": 128, "word_size": 32, "num_heads": 4, "top_k": 4, "index": "exact"}
 CORES = {
     "lstm": ("lstm", {"hidden_size": 128}),
@@ -80,7 +81,7 @@ def train(core: str, mode: str, seed: int, args) -> list[float]:
     generator = torch.Generator().manual_seed(1000 + seed)
     accuracies = []
     for _ in range(args.updates):
-        symbols = torch.randint(0, SYMBOLS, (args.length, BATCH), generator=generator)
+        symbols = torch.randint(0, SYMBOLS, (args.length, args.batch_size), generator=generator)
         logits = agent(symbols)[args.lag:]
         loss, accuracy = loss_and_accuracy(logits, symbols[: -args.lag], mode, args.entropy_cost)
         optimiser.zero_grad()
@@ -104,6 +105,7 @@ def main(argv=None) -> int:
     parser.add_argument("--modes", default="supervised,reinforce")
     parser.add_argument("--cores", default="lstm,sam,sam+code", help=f"of {', '.join(CORES)}")
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32, help="sequences per update")
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--entropy-cost", type=float, default=0.05, help="reinforce only")
     parser.add_argument("--json", default="benchmarks/out/lag_recall.json")
@@ -111,6 +113,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.lag < args.length:
         parser.error(f"--lag must lie between 0 and --length ({args.length}), got {args.lag}")
+    if args.batch_size < 2:
+        parser.error(f"--batch-size must be at least 2 (reinforce normalises over the batch), got {args.batch_size}")
     cores, modes = args.cores.split(","), args.modes.split(",")
     for name in cores:
         if name not in CORES:
@@ -130,7 +134,7 @@ def main(argv=None) -> int:
                 print(f"{mode:10s} {core:9s} seed {seed}: {runs[-1]['score']:.3f} "
                       f"({runs[-1]['seconds']:.0f} s)", flush=True)
 
-    print(f"\nlag {args.lag}, {args.length} steps, {args.updates} updates of {BATCH} sequences; "
+    print(f"\nlag {args.lag}, {args.length} steps, {args.updates} updates of {args.batch_size} sequences; "
           "share right over the last 10% of updates (chance 0.25)")
     print(f"{'core':10s}" + "".join(f"{mode:>22s}" for mode in modes))
     for core in cores:

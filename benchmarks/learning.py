@@ -401,6 +401,14 @@ def combined_curves(sources: list[tuple[str, Path]]) -> list[Curve]:
     return curves
 
 
+def recorded_at_frames(label: str, path: Path) -> list[int]:
+    """The frame counts an earlier sweep's table was scored at: --combine's default for --at."""
+    try:
+        return [int(frames) for frames in json.loads(Path(path).read_text())["at_frames"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"--combine {label}={path}: it records no at_frames ({error!r}); give --at") from error
+
+
 def _source(text: str) -> tuple[str, Path]:
     label, separator, path = text.partition("=")
     if not separator or not label or not path:
@@ -444,9 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.combine:
         if args.configs or args.against or args.overrides or args.reuse or args.report_only:
             parser.error("--combine only reads earlier sweeps: it takes --at and --out, nothing that trains")
-        at_frames = args.at or json.loads(args.combine[0][1].read_text())["at_frames"]
-        write_report(combined_curves(args.combine), Path(args.out), at_frames,
-                     sources={label: str(path) for label, path in args.combine})
+        curves = combined_curves(args.combine)
+        at_frames = args.at or recorded_at_frames(*args.combine[0])
+        write_report(curves, Path(args.out), at_frames, sources={label: str(path) for label, path in args.combine})
         return 0
     configs = args.configs or ["configs/pong_lstm.yaml"]
     games = requested_games(args.games, configs_given=bool(args.configs))

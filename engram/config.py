@@ -395,6 +395,11 @@ class LearnerConfig(Section):
     adam_eps: float = Field(1e-8, gt=0, description="Adam epsilon.")
     grad_clip: float = Field(40.0, gt=0, description="Global gradient-norm clip.")
     discount: float = Field(0.99, ge=0, le=1, description="γ.")
+    reward_scale: float = Field(
+        1.0, gt=0, description="Multiply training rewards by this before the clip. POPGym pays ±1/(scored steps) a "
+        "step, so its value targets are hundredths and any drift of the shared features swamps them; a scale of the "
+        "scored steps puts them at ±1. Scores and logged returns stay on the environment's own scale."
+    )
     reward_clip: float | None = Field(1.0, gt=0, description="Clip training rewards to ±this; null = raw rewards.")
     baseline_cost: float = Field(0.5, ge=0, description="Weight of the value loss.")
     entropy_cost: float = Field(0.01, ge=0, description="Weight of the entropy regulariser.")

@@ -47,6 +47,7 @@ class LearnerSettings:
     adam_eps: float
     grad_clip: float
     discount: float
+    reward_scale: float
     reward_clip: float | None
     baseline_cost: float
     entropy_cost: float
@@ -174,7 +175,7 @@ class Learner:
         outputs, _ = self.unroll(self.step_fn, batch.initial_state, step_inputs(batch))
         logits, values = outputs["logits"], outputs["value"]  # [T+1, B, A], [T+1, B]
 
-        rewards = batch.rewards
+        rewards = batch.rewards * s.reward_scale
         if s.reward_clip is not None:
             rewards = rewards.clamp(-s.reward_clip, s.reward_clip)
         metrics = {}

@@ -28,18 +28,20 @@ def test_reinforce_pushes_up_the_right_answer_and_supervised_matches_cross_entro
 def test_the_command_trains_each_core_and_mode_and_writes_its_curves(tmp_path, capsys):
     out = tmp_path / "lag.json"
     code = lag_recall.main(["--lag", "3", "--length", "6", "--updates", "2", "--cores", "lstm,sam+code",
-                            "--json", str(out), "--png", str(tmp_path / "lag.png")])
+                            "--batch-size", "5", "--json", str(out), "--png", str(tmp_path / "lag.png")])
     assert code == 0
     runs = json.loads(out.read_text())["runs"]
     assert {(r["mode"], r["core"]) for r in runs} == {
         (mode, core) for mode in ("supervised", "reinforce") for core in ("lstm", "sam+code")}
     assert all(len(r["accuracy"]) == 2 for r in runs)
     assert (tmp_path / "lag.png").stat().st_size > 0
-    assert "sam+code" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "sam+code" in printed and "2 updates of 5 sequences" in printed
 
 
 @pytest.mark.parametrize("argv, message", [(["--lag", "9", "--length", "6"], "--lag"),
-                                           (["--cores", "gru"], "unknown core")])
+                                           (["--cores", "gru"], "unknown core"),
+                                           (["--batch-size", "1"], "--batch-size")])
 def test_bad_arguments_are_named(argv, message, capsys):
     with pytest.raises(SystemExit):
         lag_recall.main(argv)

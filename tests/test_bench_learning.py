@@ -250,3 +250,8 @@ def test_combine_refuses_a_repeated_label_a_missing_one_and_anything_that_trains
     empty.write_text(json.dumps({"at_frames": [1], "curves": []}))
     with pytest.raises(SystemExit, match="no curves"):
         learning.main(["--combine", f"x={empty}", "--out", str(tmp_path / "o")])
+    unscored = tmp_path / "unscored.json"
+    unscored.write_text(json.dumps({"curves": json.loads(source.read_text())["curves"]}))
+    with pytest.raises(SystemExit, match="records no at_frames.*give --at"):
+        learning.main(["--combine", f"x={unscored}", "--out", str(tmp_path / "o")])
+    assert learning.main(["--combine", f"x={unscored}", "--at", "200", "--out", str(tmp_path / "o")]) == 0

@@ -81,14 +81,12 @@ def _agent(obs_size=3, actions=2):
     return Agent(VectorTorso((obs_size,), 8), lambda n: LSTMCore(n, 8), actions, reward_clip=1.0)
 
 
-def test_one_learner_update_forms_the_loss_a_hand_computation_gives():
-    """On-policy (ρ = 1), T = 2, an episode ending on step 0: the advantages are
-    A_0 = r_0 − V(x_0) and A_1 = r_1 + γ V(x_2) − V(x_1), and the update reports
-    −Σ A log π(a), ½ Σ (v − V)² and Σ π log π of exactly those."""
-    agent, T, gamma = _agent(), 2, 0.9
+def _two_step_batch(agent, rewards):
+    """An on-policy batch of T = 2 steps whose episode ends on step 0, with its logits and values ``[T + 1]``."""
+    T = 2
     observations = torch.randn(T + 1, 1, 3)
     firsts = torch.tensor([[True], [True], [False]])
-    actions, rewards = torch.tensor([[1], [0]]), torch.tensor([[1.0], [-0.5]])
+    actions, rewards = torch.tensor([[1], [0]]), torch.tensor([[r] for r in rewards])
     prev_actions = torch.cat([torch.zeros(1, 1, dtype=torch.long), actions])
     prev_rewards = torch.cat([torch.zeros(1, 1), rewards])
     state, logits, values = agent.initial_state(1), [], []
@@ -98,6 +96,19 @@ def test_one_learner_update_forms_the_loss_a_hand_computation_gives():
             logits.append(out.logits)
             values.append(out.value)
     logits, values = torch.stack(logits), torch.stack(values)[:, 0]
+    batch = Batch(observations=observations, firsts=firsts, prev_actions=prev_actions, prev_rewards=prev_rewards,
+                  actions=actions, rewards=rewards, behaviour_logits=logits, decisions={},
+                  initial_state=agent.initial_state(1), policy_versions=[0])
+    return batch, logits, values
+
+
+def test_one_learner_update_forms_the_loss_a_hand_computation_gives():
+    """On-policy (ρ = 1), T = 2, an episode ending on step 0: the advantages are
+    A_0 = r_0 − V(x_0) and A_1 = r_1 + γ V(x_2) − V(x_1), and the update reports
+    −Σ A log π(a), ½ Σ (v − V)² and Σ π log π of exactly those."""
+    agent, T, gamma = _agent(), 2, 0.9
+    batch, logits, values = _two_step_batch(agent, [1.0, -0.5])
+    actions = batch.actions
     log_pi = torch.log_softmax(logits[:T, 0], -1).gather(1, actions).squeeze(1)
     a0 = 1.0 - values[0]
     v1_target = -0.5 + gamma * values[2]
@@ -107,9 +118,6 @@ def test_one_learner_update_forms_the_loss_a_hand_computation_gives():
     p = torch.softmax(logits[:T, 0], -1)
     expected_entropy = (p * p.log()).sum()
 
-    batch = Batch(observations=observations, firsts=firsts, prev_actions=prev_actions, prev_rewards=prev_rewards,
-                  actions=actions, rewards=rewards, behaviour_logits=logits, decisions={},
-                  initial_state=agent.initial_state(1), policy_versions=[0])
     settings = LearnerSettings.from_config(LearnerConfig(discount=gamma, advantage_normalization="batch"))
     normalized, _ = Learner(agent, settings).loss_terms(batch)
     mean, std = (a0 + a1) / 2, abs(a0 - a1) / 2
@@ -124,6 +132,17 @@ def test_one_learner_update_forms_the_loss_a_hand_computation_gives():
     assert metrics["loss/entropy"] == pytest.approx(float(expected_entropy), rel=1e-5)
     assert metrics["loss/total"] == pytest.approx(
         float(expected_policy + 0.5 * expected_value + 0.01 * expected_entropy), rel=1e-5)
+
+
+def test_the_reward_scale_multiplies_the_rewards_before_the_clip():
+    """Rewards 1 and −0.5, scale 4, clip 1.5: the value targets see 1.5 (4 clipped) and −1.5
+    (−2 clipped), where the clip alone would give 1 and −0.5."""
+    agent, gamma = _agent(), 0.9
+    batch, _, values = _two_step_batch(agent, [1.0, -0.5])
+    settings = LearnerSettings.from_config(LearnerConfig(discount=gamma, reward_scale=4.0, reward_clip=1.5))
+    loss, _ = Learner(agent, settings).loss_terms(batch)
+    expected = 0.5 * ((1.5 - values[0]) ** 2 + (-1.5 + gamma * values[2] - values[1]) ** 2)
+    assert float(loss.value.detach()) == pytest.approx(float(expected), rel=1e-5)
 
 
 def _reference_impala_loss(logits, values, bootstrap, behaviour_logits, actions, rewards, discounts,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -144,8 +145,6 @@ def main(argv=None) -> int:
             spread = f" ± {scores.std(unbiased=False):.3f}" if len(scores) > 1 else ""
             cells.append(f"{scores.mean():.3f}{spread} ({len(scores)})")
         print(f"{core:10s}" + "".join(f"{cell:>22s}" for cell in cells))
-
-    from pathlib import Path
 
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"settings": vars(args), "runs": runs}, indent=1))

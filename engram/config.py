@@ -403,6 +403,14 @@ class LearnerConfig(Section):
     reward_clip: float | None = Field(1.0, gt=0, description="Clip training rewards to ±this; null = raw rewards.")
     baseline_cost: float = Field(0.5, ge=0, description="Weight of the value loss.")
     entropy_cost: float = Field(0.01, ge=0, description="Weight of the entropy regulariser.")
+    entropy_floor: float | None = Field(
+        None, gt=0, description="Nats per step; null = off. While the batch's mean policy entropy is below it, the "
+        "entropy cost grows geometrically (never below entropy_cost), so a policy that collapses onto one action is "
+        "pushed back out (learners/entropy_floor.py). Must lie below ln(number of actions)."
+    )
+    entropy_floor_rate: float = Field(
+        0.1, gt=0, description="How fast the floor raises the cost: its log grows by this per update and nat of shortfall."
+    )
     advantage_normalization: Literal["none", "batch", "running"] = Field(
         "none",
         description="Scale of the policy-gradient advantages: none (IMPALA's), batch ((A − mean) / std over the "
@@ -425,6 +433,12 @@ class LearnerConfig(Section):
         if not all(0 <= beta < 1 for beta in betas):
             raise ValueError(f"each of Adam's betas must lie in [0, 1), got {list(betas)}")
         return betas
+
+    @model_validator(mode="after")
+    def _a_floor_needs_a_cost(self) -> "LearnerConfig":
+        if self.entropy_floor is not None and self.entropy_cost == 0:
+            raise ValueError("learner.entropy_floor scales learner.entropy_cost, which is 0: give entropy_cost > 0")
+        return self
 
 
 # --- exploration ----------------------------------------------------------------------

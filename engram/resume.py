@@ -27,6 +27,8 @@ MAY_CHANGE_KEYS = frozenset(
         "learner.learning_rate_schedule",  # so it does the schedule, from the restored update count
         "learner.grad_clip",
         "learner.entropy_cost",
+        "learner.entropy_floor",  # a collapsed run can be resumed with a floor
+        "learner.entropy_floor_rate",
         "learner.baseline_cost",
         "learner.max_update_ratio",
         "learner.max_consecutive_skips",

@@ -25,6 +25,7 @@ from agents.core import State
 from learners import losses
 from learners.batch import Batch, stack_rollouts
 from learners.bptt.unroll import PlainUnroll, Unroll
+from learners.entropy_floor import EntropyFloor
 from learners.errors import DivergenceError
 from learners.exploration import mixed_monte_carlo_targets
 from learners.torso_health import alive_fractions
@@ -51,6 +52,8 @@ class LearnerSettings:
     reward_clip: float | None
     baseline_cost: float
     entropy_cost: float
+    entropy_floor: float | None  # nats per step; learners.entropy_floor raises the cost below it
+    entropy_floor_rate: float
     advantage_normalization: str  # losses.ADVANTAGE_NORMALIZATIONS
     clip_rho_threshold: float
     clip_pg_rho_threshold: float
@@ -142,6 +145,7 @@ class Learner:
         self.step_fn = make_step_fn(agent)
         self.optimizer = self._make_optimizer()
         self.advantage_normalizer = losses.AdvantageNormalizer(settings.advantage_normalization, replicas=replicas)
+        self.entropy_floor = EntropyFloor(settings.entropy_floor, settings.entropy_floor_rate, agent.num_actions)
         self.updates = 0
         self.skipped_updates = 0
         self.consecutive_skips = 0
@@ -197,7 +201,7 @@ class Learner:
             logits=logits[:T], values=values[:T], bootstrap_value=values[T],
             behaviour_logits=batch.behaviour_logits[:T], actions=batch.actions,
             rewards=rewards, discounts=discounts,
-            baseline_cost=s.baseline_cost, entropy_cost=s.entropy_cost,
+            baseline_cost=s.baseline_cost, entropy_cost=self.entropy_floor.cost(s.entropy_cost),
             clip_rho_threshold=s.clip_rho_threshold, clip_pg_rho_threshold=s.clip_pg_rho_threshold,
             aux={name[len("aux."):]: value[:T].sum() for name, value in outputs.items() if name.startswith("aux.")},
             aux_costs=s.aux_loss_costs, normalize_advantages=self.advantage_normalizer, value_targets=mixed,
@@ -231,9 +235,14 @@ class Learner:
         self._count(skip_reason)
 
         lag = [learner_version - v for v in batch.policy_versions] if learner_version is not None else [0]
-        terms = [float(loss.policy.detach()), float(loss.value.detach()), float(loss.entropy.detach()), float(total.detach())]
+        entropy_cost = self.entropy_floor.cost(s.entropy_cost)  # the cost this update used
+        terms = [float(loss.policy.detach()), float(loss.value.detach()), float(loss.entropy.detach()), float(total.detach()),
+                 float(loss.values.numel())]
         if self.replicas is not None:  # the whole batch's sums
             terms = self.replicas.values(terms)
+        entropy_per_step = -terms[2] / terms[4]
+        if not skip_reason:
+            self.entropy_floor.observe(entropy_per_step)
         metrics.update(
             {
                 "loss/policy": terms[0],
@@ -245,6 +254,8 @@ class Learner:
                 "learner/skipped_updates": float(self.skipped_updates),
                 "learner/policy_lag": sum(lag) / len(lag),
                 "learner/mean_rho": float(targets.log_rhos.exp().mean()),
+                "learner/entropy_per_step": entropy_per_step,
+                "learner/entropy_cost": entropy_cost,
             }
         )
         metrics.update(self.unroll.metrics())
@@ -323,6 +334,7 @@ class Learner:
             "updates": self.updates,
             "skipped_updates": self.skipped_updates,
             "advantage_normalizer": self.advantage_normalizer.state_dict(),
+            "entropy_floor": self.entropy_floor.state_dict(),
         }
         if self.intrinsic_rewards is not None:
             state["intrinsic_rewards"] = self.intrinsic_rewards.state_dict()
@@ -336,5 +348,7 @@ class Learner:
         self._set_step_size()  # the settings and the update count, not the saved state, set the step size
         if "advantage_normalizer" in state:  # absent from checkpoints written before it existed
             self.advantage_normalizer.load_state_dict(state["advantage_normalizer"])
+        if "entropy_floor" in state:
+            self.entropy_floor.load_state_dict(state["entropy_floor"])
         if self.intrinsic_rewards is not None:
             self.intrinsic_rewards.load_state_dict(state["intrinsic_rewards"])

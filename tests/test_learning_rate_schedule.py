@@ -2,13 +2,11 @@
 applied by the learner before each step and again after a resume."""
 
 import pytest
-import torch
 
-from actors import wire
-from actors.rollout import PublishedWeights, RolloutWorker
 from engram import build
-from engram.config import LearnerConfig, load_config
-from learners.learner import Learner, LearnerSettings
+from engram.config import LearnerConfig
+from learners.learner import LearnerSettings
+from smoke_learner import smoke_learner
 
 
 def test_a_linear_schedule_falls_to_zero_at_the_budget_and_stays_there():
@@ -27,19 +25,9 @@ def test_a_linear_schedule_without_a_budget_is_refused():
 
 def test_the_learner_steps_at_the_scheduled_rate_and_a_resumed_learner_continues_the_schedule():
     # smoke.yaml: unroll 20, batch 32 -> 640 steps a batch; 2,560 steps = 4 batches.
-    config = load_config("configs/smoke.yaml", ["learner.learning_rate_schedule=linear", "run.total_steps=2560",
-                                                "learner.optimizer=adam", "learner.learning_rate=0.01"])
-    spec = build.probe_env(config)
-    torch.manual_seed(0)
-    learner = build.learner(config, build.agent_factory(config, spec)())
-    worker = RolloutWorker(0, build.env_factory(config, seed=3), build.agent_factory(config, spec),
-                           config.learner.unroll_length, seed=3)
-    per_batch = config.learner.batch_size // config.resources.envs_per_actor
-    rates = []
-    for _ in range(3):
-        rollouts = [wire.decode(worker.unroll(PublishedWeights(0, [learner.agent.state_dict()])))
-                    for _ in range(per_batch)]
-        rates.append(learner.update(rollouts)["learner/learning_rate"])
+    config, spec, learner, next_batch = smoke_learner(["learner.learning_rate_schedule=linear", "run.total_steps=2560",
+                                                       "learner.optimizer=adam", "learner.learning_rate=0.01"])
+    rates = [learner.update(next_batch())["learner/learning_rate"] for _ in range(3)]
     assert rates == pytest.approx([0.01, 0.0075, 0.005])
 
     resumed = build.learner(config, build.agent_factory(config, spec)())

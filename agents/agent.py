@@ -46,14 +46,19 @@ class Agent(nn.Module):
         num_actions: size of the discrete action space A.
         reward_clip: previous rewards are clamped to ``[-reward_clip, reward_clip]``
             before they enter the core.
+        feature_norm: put the core's features through a LayerNorm (Ba et al. 2016) before
+            the heads, so that the heads see them on a fixed scale whatever the core's own
+            scale; a core that makes its own logits (STRAW) has only its value head's input
+            normalised.
     """
 
-    def __init__(self, torso: nn.Module, core_factory, num_actions: int, reward_clip: float):
+    def __init__(self, torso: nn.Module, core_factory, num_actions: int, reward_clip: float, feature_norm: bool = False):
         super().__init__()
         self.torso = torso
         self.num_actions = num_actions
         self.reward_clip = reward_clip
         self.core: RecurrentCore = core_factory(torso.output_size + num_actions + 1)
+        self.feature_norm = nn.LayerNorm(self.core.output_size) if feature_norm else nn.Identity()
         self.policy_head = nn.Linear(self.core.output_size, num_actions)
         self.value_head = nn.Linear(self.core.output_size, 1)
 
@@ -100,10 +105,11 @@ class Agent(nn.Module):
         reward = prev_reward.to(dtype).clamp(-self.reward_clip, self.reward_clip) * keep
         core_input = torch.cat([self.torso(obs), action_one_hot, reward[:, None]], dim=1)
         core_out, new_state = self.core(core_input, state, replay)
+        features = self.feature_norm(core_out.features)
         logits = core_out.policy_logits
         if logits is None:
-            logits = self.policy_head(core_out.features)
-        value = self.value_head(core_out.features).squeeze(1)
+            logits = self.policy_head(features)
+        value = self.value_head(features).squeeze(1)
         output = AgentOutput(
             logits=logits,
             value=value,

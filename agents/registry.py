@@ -40,6 +40,7 @@ def build_agent(
     reward_clip: float,
     init: str,
     center_frames: str,
+    feature_norm: bool,
 ) -> Agent:
     """The agent the ``agent`` section describes (``engram.build.agent_factory`` passes every
     setting: their defaults live in ``engram/config.py`` only). ``torso="auto"`` picks
@@ -50,6 +51,7 @@ def build_agent(
         raise ValueError(f"unknown torso {torso!r}; known torsos: {', '.join(TORSOS)}")
     image_options = {"center_frames": center_frames} if torso in ("shallow", "deep") else {}
     encoder = TORSOS[torso](tuple(observation_shape), output_size=torso_size, **image_options)
-    agent = Agent(encoder, core_factory(core, num_actions, dict(core_options)), num_actions, reward_clip)
+    agent = Agent(encoder, core_factory(core, num_actions, dict(core_options)), num_actions, reward_clip,
+                  feature_norm=feature_norm)
     initialise(agent, init)
     return agent

@@ -59,6 +59,7 @@ def agent_factory(config: Config, spec: EnvSpec):
         reward_clip=config.learner.reward_clip or float("inf"),
         init=config.agent.init,
         center_frames=config.agent.center_frames,
+        feature_norm=config.agent.feature_norm,
     )
 
 

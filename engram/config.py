@@ -239,6 +239,12 @@ class AgentConfig(Section):
     core: Literal[CORES] = Field(
         "lstm", description="Recurrent core: LSTM, a STRAW variant, or a memory core."
     )
+    feature_norm: bool = Field(
+        False, description="LayerNorm the core's features before the policy and value heads. Without it a SAM "
+        "core's features can grow tenfold within a few hundred thousand steps: the logits follow, the value head's "
+        "gradient takes over the clipped norm, and the policy collapses (benchmarks/RESULTS.md, 'A norm before "
+        "the heads')."
+    )
     lstm: LSTMConfig = LSTMConfig()
     straw: StrawConfig = StrawConfig()
     memory: MemoryConfig = MemoryConfig()

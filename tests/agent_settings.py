@@ -25,6 +25,7 @@ def agent_options(**overrides: Any) -> dict[str, Any]:
         "reward_clip": LearnerConfig().reward_clip,
         "init": config.init,
         "center_frames": config.center_frames,
+        "feature_norm": config.feature_norm,
     }
     options.update(overrides)
     options["core_options"] = {**options["core_options"], **core_overrides}

@@ -105,3 +105,31 @@ def test_background_centring_zeroes_the_field_and_leaves_a_black_background_and_
         _scale_frames(breakout, weight, "median")
     torso = ShallowTorso((4, 84, 84), center_frames="background")
     assert torch.isfinite(torso(pong)).all()
+
+
+def _sam_outputs_with_scaled_features(feature_norm: bool, scale: float):
+    torch.manual_seed(0)
+    agent = make_agent((6,), 3, torso_size=16, core="sam", feature_norm=feature_norm,
+                       core_options={"hidden_size": 16, "memory_slots": 8, "word_size": 4, "num_heads": 1, "top_k": 2})
+    with torch.no_grad():  # the core's last layer makes its features: scaling it scales them
+        agent.core.output.weight.mul_(scale)
+        agent.core.output.bias.mul_(scale)
+    obs, first = torch.randn(2, 6, generator=torch.Generator().manual_seed(1)), torch.ones(2, dtype=torch.bool)
+    out, _ = agent.step(obs, torch.zeros(2, dtype=torch.long), torch.zeros(2), first, agent.initial_state(2))
+    return out.logits, out.value
+
+
+def test_with_feature_norm_the_heads_do_not_see_the_scale_of_the_cores_features():
+    for scale in (10.0, 100.0):  # (shrinking instead would meet LayerNorm's ε)
+        torch.testing.assert_close(_sam_outputs_with_scaled_features(True, scale), _sam_outputs_with_scaled_features(True, 1.0),
+                                   rtol=1e-3, atol=1e-3)
+    plain_logits = _sam_outputs_with_scaled_features(False, 10.0)[0]
+    assert not torch.allclose(plain_logits, _sam_outputs_with_scaled_features(False, 1.0)[0], atol=1e-2)
+
+
+def test_without_feature_norm_the_agent_keeps_its_parameters():
+    """Checkpoints written before the option load unchanged: it adds no parameter when off."""
+    plain = make_agent((6,), 3, torso_size=16, core_options={"hidden_size": 8})
+    normed = make_agent((6,), 3, torso_size=16, core_options={"hidden_size": 8}, feature_norm=True)
+    assert not any(name.startswith("feature_norm") for name in plain.state_dict())
+    assert {"feature_norm.weight", "feature_norm.bias"} <= set(normed.state_dict())

@@ -40,7 +40,10 @@ class EntropyFloor:
         self.log_multiplier = 0.0  # m
 
     def cost(self, entropy_cost: float) -> float:
-        """The entropy cost of the next update: c_H · e^m."""
+        """The entropy cost of the next update: c_H · e^m (c_H when the floor is off, even if a
+        resumed run's saved m is not 0)."""
+        if self.floor is None:
+            return entropy_cost
         return entropy_cost * math.exp(self.log_multiplier)
 
     def observe(self, entropy_per_step: float) -> None:

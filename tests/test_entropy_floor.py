@@ -80,6 +80,10 @@ def test_the_learner_raises_its_entropy_cost_below_the_floor_and_a_resume_keeps_
     resumed = build.learner(config, build.agent_factory(config, spec)())
     resumed.load_state_dict(learner.state_dict())
     assert resumed.entropy_floor.cost(1.0) == learner.entropy_floor.cost(1.0) > 1.0
+    floor_off = config.model_copy(update={"learner": config.learner.model_copy(update={"entropy_floor": None})})
+    resumed_without = build.learner(floor_off, build.agent_factory(floor_off, spec)())
+    resumed_without.load_state_dict(learner.state_dict())  # a resume may turn the floor off
+    assert resumed_without.entropy_floor.cost(0.01) == 0.01
 
 
 def test_without_a_floor_the_learner_keeps_its_entropy_cost_and_logs_the_entropy_per_step():

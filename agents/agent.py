@@ -52,7 +52,7 @@ class Agent(nn.Module):
             normalised.
     """
 
-    def __init__(self, torso: nn.Module, core_factory, num_actions: int, reward_clip: float, feature_norm: bool = False):
+    def __init__(self, torso: nn.Module, core_factory, num_actions: int, reward_clip: float, feature_norm: bool):
         super().__init__()
         self.torso = torso
         self.num_actions = num_actions

@@ -241,8 +241,8 @@ class AgentConfig(Section):
     )
     feature_norm: bool = Field(
         False, description="LayerNorm the core's features before the policy and value heads. Without it a SAM "
-        "core's features can grow tenfold within a few hundred thousand steps: the logits follow, the value head's "
-        "gradient takes over the clipped norm, and the policy collapses (benchmarks/RESULTS.md, 'A norm before "
+        "core's features grew 18-fold within a few hundred thousand steps on Repeat Previous: the logits followed, "
+        "the value head's gradient took over the shared core, and the policy collapsed (benchmarks/RESULTS.md, 'A norm before "
         "the heads')."
     )
     lstm: LSTMConfig = LSTMConfig()

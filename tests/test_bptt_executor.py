@@ -80,7 +80,7 @@ def make_agent():
     # torso that keeps the dtype; the rest of the agent (one-hot, reward, LSTM core, heads)
     # is the real engram code.
     torso = Float64Torso(4, 8)
-    agent = Agent(torso, lambda size: LSTMCore(size, hidden_size=6), num_actions, reward_clip=1.0).double()
+    agent = Agent(torso, lambda size: LSTMCore(size, hidden_size=6), num_actions, reward_clip=1.0, feature_norm=False).double()
 
     def step(state, x):
         out, new_state = agent.step(x["obs"], x["prev_action"], x["prev_reward"], x["done"], state)

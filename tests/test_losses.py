@@ -78,7 +78,7 @@ def test_no_advantage_normalization_leaves_them_as_they_are():
 
 def _agent(obs_size=3, actions=2):
     torch.manual_seed(0)
-    return Agent(VectorTorso((obs_size,), 8), lambda n: LSTMCore(n, 8), actions, reward_clip=1.0)
+    return Agent(VectorTorso((obs_size,), 8), lambda n: LSTMCore(n, 8), actions, reward_clip=1.0, feature_norm=False)
 
 
 def _two_step_batch(agent, rewards):

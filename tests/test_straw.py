@@ -284,6 +284,7 @@ def make_agent(variant, **kwargs):
         lambda input_size: make_core(variant, input_size=input_size, **kwargs),
         num_actions=NUM_ACTIONS,
         reward_clip=1.0,
+        feature_norm=False,
     )
 
 
@@ -450,7 +451,7 @@ def test_checkpointed_unroll_gives_exact_gradients_with_replayed_decisions(varia
     torch.manual_seed(14)
     agent = Agent(
         Float64Torso(OBS_SIZE, 8), lambda size: make_core(variant, input_size=size, encoder=encoder), NUM_ACTIONS,
-        reward_clip=1.0,
+        reward_clip=1.0, feature_norm=False,
     ).double()
     observations, actions, rewards, dones = rollout_inputs(steps=12, batch=3)
     observations, rewards = observations.double(), rewards.double()

@@ -42,7 +42,7 @@ def _terms(learner, batch):
     weighted = {
         "policy": terms.policy,
         "baseline": s.baseline_cost * terms.value,
-        "entropy": s.entropy_cost * terms.entropy,
+        "entropy": learner.entropy_floor.cost(s.entropy_cost) * terms.entropy,  # the cost the update uses
     }
     return weighted, terms.targets, terms.values
 
@@ -110,7 +110,8 @@ def diagnose(config, *, updates: int, checkpoint: str | None = None, seed: int =
             grads_by_layer[name] = float(flat.pow(2).mean().sqrt()) if chunk else 0.0
             # before the clip: what each layer contributes to the norm the clip reads
             grad_norm_by_layer[name] = float(flat.norm()) / min(1.0, s.grad_clip / max(raw_norm, 1e-12))
-        entropy = float(-terms["entropy"].detach() / s.entropy_cost / targets.vs.numel()) if s.entropy_cost else float("nan")
+        entropy_cost = learner.entropy_floor.cost(s.entropy_cost)
+        entropy = float(-terms["entropy"].detach() / entropy_cost / targets.vs.numel()) if entropy_cost else float("nan")
         records.append({
             "update": update,
             "advantage_mean": float(targets.pg_advantages.mean()),

@@ -207,18 +207,23 @@ def _identity(spec: RunSpec) -> tuple:
 
 
 def reusable_curves(paths: list[Path]) -> dict[tuple, Curve]:
-    """The curves of earlier sweeps' ``learning.json`` files, by run identity; where a run
-    appears more than once, the telling that reached furthest."""
+    """The curves of earlier sweeps' ``learning.json`` (or ``engram bench memory``'s
+    ``memory.json``) files, by run identity; where a run appears more than once, the telling
+    that reached furthest."""
     curves = {}
     for path in paths:
         try:
             stored = json.loads(Path(path).read_text())["curves"]
         except (OSError, ValueError, KeyError) as error:
-            raise SystemExit(f"--reuse {path}: not a learning.json with curves ({error})") from error
+            raise SystemExit(f"--reuse {path}: not a learning.json or memory.json with curves ({error})") from error
         for entry in stored:
-            spec = RunSpec(entry["label"], entry["game"], entry["seed"], int(entry.get("budget", 0)),
+            if "steps" in entry:  # memory.json: the points under "steps", the budget under "frames"
+                points, budget = entry["steps"], entry["frames"]
+            else:
+                points, budget = entry["frames"], entry.get("budget", 0)
+            spec = RunSpec(entry["label"], entry["game"], entry["seed"], int(budget),
                            config=entry.get("config"), overrides=tuple(entry.get("overrides", ())))
-            curve = Curve(spec, list(entry["frames"]), list(entry["returns"]), list(entry.get("resumed_at", [])))
+            curve = Curve(spec, list(points), list(entry["returns"]), list(entry.get("resumed_at", [])))
             known = curves.get(_identity(spec))
             if curve.frames and (known is None or known.frames[-1] < curve.frames[-1]):
                 curves[_identity(spec)] = curve

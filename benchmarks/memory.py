@@ -13,7 +13,8 @@ through a checkpointed plan when ``--bptt-budget`` is given) and once with a 20-
 of the budget: (return + 1) / 2, the reward being +1 for the right bit and −1 for the wrong.
 
 Both write ``memory.json``, ``memory.png`` and print the table; runs resume like
-``engram bench learning`` (one folder per run under ``--out``).
+``engram bench learning`` (one folder per run under ``--out``), and ``--reuse`` reads the runs
+of an earlier ``memory.json`` instead of training them again.
 
     engram bench memory popgym [--envs RepeatPreviousMedium,AutoencodeMedium] [--cores lstm,sam]
         [--steps 1000000] [--seeds 3] [--set KEY=VALUE ...] [--out benchmarks/out/memory_popgym]
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.learning import Curve, RunSpec, engram_curve, run_engram
+from benchmarks.learning import Curve, RunSpec, engram_curve, reusable_curves, reused_curve, run_engram
 
 POPGYM_CONFIG = "configs/popgym_lstm.yaml"
 MEMORY_LEN_CONFIG = "configs/bsuite_memory_lstm.yaml"
@@ -163,12 +164,19 @@ def plot(curves: list[Curve], path: Path, title: str) -> None:
 
 
 # --- the sweep ------------------------------------------------------------------------
-def run_sweep(suite: str, specs: list[RunSpec], out: Path, *, train: bool, lengths: list[int] = ()) -> dict:
+def run_sweep(suite: str, specs: list[RunSpec], out: Path, *, train: bool, lengths: list[int] = (),
+              reusable: dict[tuple, Curve] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
+    curves = []
     for i, spec in enumerate(specs, 1):
-        did = run_engram(spec, out) if train else "read"
+        curve = reused_curve(spec, reusable or {})
+        if curve is not None:
+            did = "reused"
+        else:
+            did = run_engram(spec, out) if train else "read"
+            curve = engram_curve(spec, out)
+        curves.append(curve)
         print(f"[{i}/{len(specs)}] {spec.label} seed {spec.seed}: {did}", flush=True)
-    curves = [engram_curve(spec, out) for spec in specs]
     if suite == "popgym":
         rows = popgym_table(curves)
         text = format_popgym(rows)
@@ -206,17 +214,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", default=None, help="the sweep's folder (default benchmarks/out/memory_<suite>)")
     parser.add_argument("--report-only", action="store_true", help="read the runs already in --out; train nothing")
+    parser.add_argument("--reuse", action="append", default=[], metavar="JSON",
+                        help="an earlier sweep's memory.json: its runs with the same settings and seed that "
+                             "reached the budget are read from it, not trained (repeatable)")
     args = parser.parse_args(argv)
     seeds, cores = list(range(args.seeds)), _items(args.cores)
     out = Path(args.out or f"benchmarks/out/memory_{args.suite}")
+    reusable = reusable_curves([Path(path) for path in args.reuse])
     if args.suite == "popgym":
         specs = popgym_specs(_items(args.envs), cores, seeds, args.steps or 1_000_000, args.overrides)
-        run_sweep("popgym", specs, out, train=not args.report_only)
+        run_sweep("popgym", specs, out, train=not args.report_only, reusable=reusable)
     else:
         lengths = [int(n) for n in _items(args.lengths)]
         specs = memory_len_specs(lengths, cores, seeds, args.steps or 500_000, args.overrides,
                                  args.short_unroll, args.bptt_budget)
-        run_sweep("memory_len", specs, out, train=not args.report_only, lengths=lengths)
+        run_sweep("memory_len", specs, out, train=not args.report_only, lengths=lengths, reusable=reusable)
     return 0
 
 

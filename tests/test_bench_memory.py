@@ -61,3 +61,29 @@ def test_a_tiny_popgym_sweep_trains_scores_and_plots(tmp_path):
     assert (out / "memory.png").stat().st_size > 0
     again = memory.run_sweep("popgym", specs, out, train=True)  # finished runs are read, not rerun
     assert again["table"] == result["table"]
+
+
+def test_reuse_reads_an_earlier_sweeps_runs_with_the_same_settings_and_seed(tmp_path):
+    from dataclasses import asdict
+
+    from benchmarks.learning import reusable_curves
+
+    earlier = RunSpec("RepeatPreviousHard/sam", None, 0, 200, config=memory.POPGYM_CONFIG,
+                      overrides=("agent.feature_norm=true", "env.popgym.id=RepeatPreviousHard", "agent.core=sam"))
+    stored = tmp_path / "earlier.json"
+    stored.write_text(json.dumps({"curves": [{**asdict(earlier), "steps": [100, 200], "returns": [-0.5, -0.3]}]}))
+    reusable = reusable_curves([stored])
+
+    specs = memory.popgym_specs(["RepeatPreviousHard"], ["sam"], [0, 1], 200, ["agent.feature_norm=true"])
+    result = memory.run_sweep("popgym", specs, tmp_path / "sweep", train=False, reusable=reusable)
+    by_seed = {c["seed"]: c for c in result["curves"]}
+    assert by_seed[0]["steps"] == [100, 200] and by_seed[0]["returns"] == [-0.5, -0.3]
+    assert by_seed[1]["returns"] == []  # seed 1 was never trained: nothing to reuse
+    (row,) = result["table"]
+    assert row["mmer"]["values"] == [-0.3]
+
+    other_settings = memory.popgym_specs(["RepeatPreviousHard"], ["sam"], [0], 200, [])
+    longer_budget = memory.popgym_specs(["RepeatPreviousHard"], ["sam"], [0], 300, ["agent.feature_norm=true"])
+    for specs in (other_settings, longer_budget):
+        result = memory.run_sweep("popgym", specs, tmp_path / "other", train=False, reusable=reusable)
+        assert result["curves"][0]["returns"] == []

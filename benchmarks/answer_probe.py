@@ -8,7 +8,7 @@ step 2(n − 1) − t, so the k-th answer looks back 2k steps: the table shows h
 agent's memory reaches. Its runs must unroll whole episodes (``learner.unroll_length`` equal
 to the episode's length), so that every unroll starts at a reset.
 
-    python -m benchmarks.answer_probe --run runs/popgym_sam_autoencode [--checkpoint ckpt-….pt]
+    python -m benchmarks.answer_probe --run runs/popgym_sam_autoencode [--checkpoint <run>/checkpoints/ckpt-….pt]
         [--unrolls 4] [--json out.json]
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 from actors import wire
 from actors.rollout import PublishedWeights, RolloutWorker
 from engram import build
-from engram.checkpoint import load_checkpoint
+from engram.checkpoint import CheckpointError, load_checkpoint, newest_in
 from engram.config import load_config
 
 
@@ -35,20 +35,14 @@ def share_right_by_step(rewards: np.ndarray) -> tuple[list[int], list[float]]:
     return steps, [float((rewards[t] > 0).mean()) for t in steps]
 
 
-def play(run: Path, checkpoint: str | None, *, unrolls: int, seed: int) -> np.ndarray:
+def play(run: Path, checkpoint: Path | None, *, unrolls: int, seed: int) -> np.ndarray:
     """Rewards ``[T, unrolls · B]`` of whole episodes played by the checkpoint's agent."""
     config = load_config(run / "config.yaml")
     spec = build.probe_env(config)
     make_agent = build.agent_factory(config, spec)
-    folder = run / "checkpoints"
-    names = sorted(p.name for p in folder.glob("ckpt-*.pt")) if folder.is_dir() else []
-    if not names:
-        raise SystemExit(f"{folder}: no checkpoint to probe")
-    name = checkpoint or names[-1]
-    if name not in names:
-        raise SystemExit(f"{folder}: no checkpoint {name} (there are {', '.join(names)})")
+    path = checkpoint or newest_in(run)
     agent = make_agent()
-    agent.load_state_dict(load_checkpoint(folder / name)["learner"]["agent"])
+    agent.load_state_dict(load_checkpoint(path)["learner"]["agent"])
     worker = RolloutWorker(0, build.env_factory(config, seed), lambda: agent, config.learner.unroll_length, seed)
     weights = PublishedWeights(0, [agent.state_dict()])
     rewards = []
@@ -58,26 +52,30 @@ def play(run: Path, checkpoint: str | None, *, unrolls: int, seed: int) -> np.nd
             raise SystemExit(f"{run}: an unroll began mid-episode; set learner.unroll_length "
                              f"({config.learner.unroll_length}) to the episode's length")
         rewards.append(np.asarray(rollout.rewards))
-    print(f"{run.name}, {name}: {unrolls} unrolls of {rewards[0].shape[1]} episodes")
+    print(f"{run.name}, {Path(path).name}: {unrolls} unrolls of {rewards[0].shape[1]} episodes")
     return np.concatenate(rewards, axis=1)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.answer_probe", description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="a run folder (config.yaml, checkpoints/)")
-    parser.add_argument("--checkpoint", default=None, help="a checkpoint's file name (default: the newest)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="a checkpoint file (default: the run's newest)")
     parser.add_argument("--unrolls", type=int, default=4)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    steps, share = share_right_by_step(play(args.run, args.checkpoint, unrolls=args.unrolls, seed=args.seed))
+    try:
+        rewards = play(args.run, args.checkpoint, unrolls=args.unrolls, seed=args.seed)
+    except CheckpointError as error:
+        raise SystemExit(str(error)) from None
+    steps, share = share_right_by_step(rewards)
     for first in range(0, len(steps), 8):
         row = share[first:first + 8]
         print(f"answers {first:3d}–{first + len(row) - 1:3d} (steps {steps[first]}–{steps[first + len(row) - 1]}): "
               + " ".join(f"{s:.2f}" for s in row))
     print(f"share right over all {len(steps)} scored steps: {np.mean(share):.3f}")
     if args.json:
-        args.json.write_text(json.dumps({"run": str(args.run), "checkpoint": args.checkpoint,
+        args.json.write_text(json.dumps({"run": str(args.run), "checkpoint": str(args.checkpoint or "newest"),
                                          "steps": steps, "share_right": share}, indent=1))
     return 0
 

@@ -48,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.sweep import spread as seed_spread
+
 RLLIB = "rllib"
 FRAMESKIP_RLLIB = 4
 
@@ -74,10 +76,33 @@ class Curve:
     returns: list[float] = field(default_factory=list)
     resumed_at: list[int] = field(default_factory=list)  # frames where an interrupted run continued
 
+    def to_json(self) -> dict:
+        """The curve as ``learning.json`` and ``memory.json`` store it: the run's spec, its
+        budget, the points' frames (agent steps for non-Atari runs) and returns."""
+        return {**asdict(self.spec), "budget": self.spec.frames, "frames": self.frames, "returns": self.returns,
+                "resumed_at": self.resumed_at}
+
+    @classmethod
+    def from_json(cls, entry: dict) -> Curve:
+        """A stored curve, as ``to_json`` writes it or in the older ``memory.json`` layout (the
+        points under ``steps``, the budget under ``frames``)."""
+        if "steps" in entry:
+            points, budget = entry["steps"], entry["frames"]
+        else:
+            points, budget = entry["frames"], entry.get("budget", 0)
+        spec = RunSpec(entry["label"], entry["game"], entry["seed"], int(budget),
+                       config=entry.get("config"), overrides=tuple(entry.get("overrides", ())))
+        return cls(spec, list(points), list(entry["returns"]), list(entry.get("resumed_at", [])))
+
     def at(self, frames: int) -> float | None:
         """The curve's value at ``frames``: its last point at or before it; None before its
-        first point or past its end."""
-        if not self.frames or frames > self.frames[-1] or frames < self.frames[0]:
+        first point or past its end. At the run's budget it is the run's final point, which
+        lands up to one batch past the budget."""
+        if not self.frames or frames < self.frames[0]:
+            return None
+        if frames == self.spec.frames and self.frames[-1] >= frames:
+            return self.returns[int(np.searchsorted(self.frames, frames, side="left"))]
+        if frames > self.frames[-1]:
             return None
         index = int(np.searchsorted(self.frames, frames, side="right")) - 1
         return self.returns[index]
@@ -217,16 +242,10 @@ def reusable_curves(paths: list[Path]) -> dict[tuple, Curve]:
         except (OSError, ValueError, KeyError) as error:
             raise SystemExit(f"--reuse {path}: not a learning.json or memory.json with curves ({error})") from error
         for entry in stored:
-            if "steps" in entry:  # memory.json: the points under "steps", the budget under "frames"
-                points, budget = entry["steps"], entry["frames"]
-            else:
-                points, budget = entry["frames"], entry.get("budget", 0)
-            spec = RunSpec(entry["label"], entry["game"], entry["seed"], int(budget),
-                           config=entry.get("config"), overrides=tuple(entry.get("overrides", ())))
-            curve = Curve(spec, list(points), list(entry["returns"]), list(entry.get("resumed_at", [])))
-            known = curves.get(_identity(spec))
+            curve = Curve.from_json(entry)
+            known = curves.get(_identity(curve.spec))
             if curve.frames and (known is None or known.frames[-1] < curve.frames[-1]):
-                curves[_identity(spec)] = curve
+                curves[_identity(curve.spec)] = curve
     return curves
 
 
@@ -243,7 +262,7 @@ def reused_curve(spec: RunSpec, reusable: dict[tuple, Curve]) -> Curve | None:
 
 # --- scoring --------------------------------------------------------------------------
 def score(curves: list[Curve], at_frames: list[int]) -> list[dict]:
-    """One row per (label, game): mean, std, min, max and n over seeds at each frame count."""
+    """One row per (label, game): mean, sample std, min, max and n over seeds at each frame count."""
     rows = []
     for key in sorted({(c.spec.label, c.spec.game or "env") for c in curves}):
         group = [c for c in curves if (c.spec.label, c.spec.game or "env") == key]
@@ -251,8 +270,7 @@ def score(curves: list[Curve], at_frames: list[int]) -> list[dict]:
         for frames in at_frames:
             values = [v for v in (c.at(frames) for c in group) if v is not None]
             cells[str(frames)] = (
-                {"mean": float(np.mean(values)), "std": float(np.std(values)), "min": float(min(values)),
-                 "max": float(max(values)), "n": len(values), "values": values}
+                {**seed_spread(values), "min": float(min(values)), "max": float(max(values)), "values": values}
                 if values else None
             )
         rows.append({"label": key[0], "game": key[1], "seeds": sorted(c.spec.seed for c in group), "at": cells})
@@ -268,7 +286,8 @@ def format_table(rows: list[dict], at_frames: list[int]) -> str:
             cell = row["at"][str(frames)]
             cells.append(f"{cell['mean']:8.2f} ± {cell['std']:4.2f} ({cell['n']})" if cell else f"{'–':>17s}")
         lines.append(f"{display_name(row['label']):26s} {row['game']:10s} " + " ".join(f"{c:>17s}" for c in cells))
-    lines.append("mean ± std over seeds (n seeds) of the last-100-episode mean raw score, at equal ALE frames")
+    lines.append("mean ± sample std over seeds (n seeds) of the last-100-episode mean raw score, at equal "
+                 "ALE frames (agent steps for a game of 'env', a config's own non-Atari environment)")
     return "\n".join(lines)
 
 
@@ -307,8 +326,8 @@ def plot(curves: list[Curve], path: Path) -> None:
             axis.fill_between(grid / 1e6, np.nanmin(values, 0), np.nanmax(values, 0), color=colour, alpha=0.15)
             axis.plot(grid / 1e6, np.nanmean(values, 0), color=colour, linewidth=2,
                       label=f"{display_name(label)} ({len(group)} seed{'s' if len(group) > 1 else ''})")
-        axis.set_title(game)
-        axis.set_xlabel("ALE frames (millions)")
+        axis.set_title(game if game != "env" else "each config's own environment")
+        axis.set_xlabel("ALE frames (millions)" if game != "env" else "agent steps (millions)")
         axis.set_ylabel("mean raw score, last 100 episodes")
         axis.grid(alpha=0.3)
         if any(c.resumed_at for c in curves if (c.spec.game or "env") == game):
@@ -379,8 +398,7 @@ def write_report(curves: list[Curve], out: Path, at_frames: list[int], **extra) 
         "benchmark": "learning",
         "at_frames": at_frames,
         "table": rows,
-        "curves": [{**asdict(c.spec), "budget": c.spec.frames, "frames": c.frames, "returns": c.returns,
-                    "resumed_at": c.resumed_at} for c in curves],
+        "curves": [c.to_json() for c in curves],
         **extra,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
     }

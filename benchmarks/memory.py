@@ -4,7 +4,7 @@
 for a step budget and scores each run by POPGym's own metric, MMER: the maximum over
 training of the mean episode return (Morad et al. 2023, §4; POPGym's rewards are scaled so
 that an episode's return lies in [−1, 1]). Our "epoch" is a telemetry record: the mean of
-the last 100 episodes at that point. The table gives mean ± std over seeds.
+the last 100 episodes at that point. The table gives mean ± sample standard deviation over seeds.
 
 ``engram bench memory memory_len`` trains each core on bsuite's MemoryChain for each memory
 length N, once with an unroll that covers the whole episode (N + 1 steps, backpropagated
@@ -27,12 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.learning import Curve, RunSpec, engram_curve, reusable_curves, reused_curve, run_engram
+from benchmarks.sweep import spread as seed_spread
 
 POPGYM_CONFIG = "configs/popgym_lstm.yaml"
 MEMORY_LEN_CONFIG = "configs/bsuite_memory_lstm.yaml"
@@ -49,11 +49,10 @@ def solved_share(curve: Curve) -> float | None:
     return (curve.returns[-1] + 1.0) / 2.0 if curve.returns else None
 
 
-def spread(values: list[float]) -> dict | None:
+def spread(values: list[float | None]) -> dict | None:
+    """Mean, sample standard deviation and count over the seeds that have a value."""
     values = [v for v in values if v is not None]
-    if not values:
-        return None
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values), "values": values}
+    return {**seed_spread(values), "values": values} if values else None
 
 
 def _cell(cell: dict | None) -> str:
@@ -84,7 +83,7 @@ def format_popgym(rows: list[dict]) -> str:
     lines = [f"{'environment':28s} {'core':8s} {'MMER':>20s}", "-" * 58]
     lines += [f"{r['env']:28s} {r['core']:8s} {_cell(r['mmer'])}" for r in rows]
     lines.append("MMER: max over training of the last-100-episode mean return (POPGym's scale, −1 … 1); "
-                 "mean ± std over seeds (n)")
+                 "mean ± sample std over seeds (n)")
     return "\n".join(lines)
 
 
@@ -132,7 +131,7 @@ def format_memory_len(rows: list[dict], lengths: list[int]) -> str:
         lines.append(f"{row['core']:8s} {row['unroll']:14s} "
                      + " ".join(_cell(row["solved"].get(str(n))) for n in lengths))
     lines.append("share of episodes solved at the end of the budget, (return + 1) / 2 over the last 100; "
-                 "mean ± std over seeds (n)")
+                 "mean ± sample std over seeds (n)")
     return "\n".join(lines)
 
 
@@ -186,7 +185,7 @@ def run_sweep(suite: str, specs: list[RunSpec], out: Path, *, train: bool, lengt
     result = {
         "benchmark": f"memory/{suite}",
         "table": rows,
-        "curves": [{**asdict(c.spec), "steps": c.frames, "returns": c.returns} for c in curves],
+        "curves": [c.to_json() for c in curves],
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
     }
     (out / "memory.json").write_text(json.dumps(result, indent=1))

@@ -19,6 +19,13 @@ def test_a_curve_is_read_as_a_step_function_and_is_undefined_past_its_ends():
     assert [curve.at(f) for f in (99, 100, 150, 200, 399, 400, 401)] == [None, 1.0, 1.0, 2.0, 2.0, 4.0, None]
 
 
+def test_at_its_budget_a_run_is_worth_its_final_point_even_one_batch_past_it():
+    curve = Curve(RunSpec("a", None, 0, 400), [100, 200, 390, 410], [1.0, 2.0, 3.0, 4.0])
+    assert [curve.at(f) for f in (399, 400, 405, 410, 411)] == [3.0, 4.0, 3.0, 4.0, None]
+    short = Curve(RunSpec("a", None, 0, 400), [100, 390], [1.0, 3.0])  # stopped before its budget
+    assert short.at(400) is None
+
+
 def test_scores_are_compared_at_equal_frames_across_seeds_and_labels():
     curves = [
         _curve("engram", 0, [100, 200], [1.0, 3.0]),
@@ -27,11 +34,12 @@ def test_scores_are_compared_at_equal_frames_across_seeds_and_labels():
     ]
     rows = {row["label"]: row for row in score(curves, [200, 250])}
     engram_200 = rows["engram"]["at"]["200"]
-    assert engram_200["values"] == [3.0, 2.0] and engram_200["mean"] == 2.5 and engram_200["std"] == 0.5
+    assert engram_200["values"] == [3.0, 2.0] and engram_200["mean"] == 2.5
+    assert engram_200["std"] == pytest.approx(0.5 ** 0.5)  # the sample deviation (ddof 1)
     assert rows["engram"]["at"]["250"]["values"] == [5.0]  # seed 0 ends at 200 frames: it does not count
     assert rows["rllib"]["at"]["250"]["values"] == [0.0]
     table = learning.format_table(list(rows.values()), [200, 250])
-    assert "2.50 ± 0.50 (2)" in table
+    assert "2.50 ± 0.71 (2)" in table
 
 
 def test_metrics_of_a_resumed_run_keep_the_second_telling_of_a_repeated_stretch(tmp_path):

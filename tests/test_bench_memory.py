@@ -20,9 +20,9 @@ def test_mmer_is_the_best_mean_return_of_a_run_averaged_over_seeds():
               _curve("RepeatPreviousMedium/lstm", 0, [-0.6, -0.5])]
     rows = {row["core"]: row for row in memory.popgym_table(curves)}
     assert rows["sam"]["mmer"]["values"] == [0.2, 0.4]
-    assert rows["sam"]["mmer"]["mean"] == pytest.approx(0.3) and rows["sam"]["mmer"]["std"] == pytest.approx(0.1)
+    assert rows["sam"]["mmer"]["mean"] == pytest.approx(0.3) and rows["sam"]["mmer"]["std"] == pytest.approx(0.02 ** 0.5)
     assert rows["lstm"]["mmer"]["values"] == [-0.5]
-    assert "0.300 ± 0.100 (2)" in memory.format_popgym(list(rows.values()))
+    assert "0.300 ± 0.141 (2)" in memory.format_popgym(list(rows.values()))
     assert memory.mmer(_curve("x/lstm", 0, [])) is None
 
 
@@ -77,10 +77,14 @@ def test_reuse_reads_an_earlier_sweeps_runs_with_the_same_settings_and_seed(tmp_
     specs = memory.popgym_specs(["RepeatPreviousHard"], ["sam"], [0, 1], 200, ["agent.feature_norm=true"])
     result = memory.run_sweep("popgym", specs, tmp_path / "sweep", train=False, reusable=reusable)
     by_seed = {c["seed"]: c for c in result["curves"]}
-    assert by_seed[0]["steps"] == [100, 200] and by_seed[0]["returns"] == [-0.5, -0.3]
+    assert by_seed[0]["frames"] == [100, 200] and by_seed[0]["returns"] == [-0.5, -0.3]
+    assert by_seed[0]["budget"] == 200
     assert by_seed[1]["returns"] == []  # seed 1 was never trained: nothing to reuse
     (row,) = result["table"]
     assert row["mmer"]["values"] == [-0.3]
+    rewritten = reusable_curves([tmp_path / "sweep" / "memory.json"])  # the bench reads its own layout back
+    assert {key: (c.spec, c.frames, c.returns) for key, c in rewritten.items()} == \
+        {key: (c.spec, c.frames, c.returns) for key, c in reusable.items()}
 
     other_settings = memory.popgym_specs(["RepeatPreviousHard"], ["sam"], [0], 200, [])
     longer_budget = memory.popgym_specs(["RepeatPreviousHard"], ["sam"], [0], 300, ["agent.feature_norm=true"])

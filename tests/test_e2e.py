@@ -42,21 +42,25 @@ def _event_scalar_names(run_dir):
     return set(accumulator.Tags()["scalars"])
 
 
-def test_smoke_config_learns_the_memory_task(ray_session, tmp_path):
-    """A learning regression test: the LSTM must carry the cue across the delay.
+def test_smoke_config_trains_end_to_end(ray_session, tmp_path):
+    """The whole pipeline on configs/smoke.yaml: actors, learner, checkpoints, TensorBoard, metrics.
 
-    A memoryless policy averages 0 on MemoryCue; the threshold needs real memory.
+    How well it learns MemoryCue is a benchmark, not a test (benchmarks/RESULTS.md, "The smoke
+    config learns MemoryCue": ``engram bench learning --config configs/smoke.yaml``).
     """
     config = load_config("configs/smoke.yaml", ["telemetry.console=false"])
     run_dir = train(config, str(tmp_path / "smoke"))
     payload, _ = Checkpointer(run_dir / "checkpoints").load_latest()
     recent = payload["progress"]["recent_returns"]
-    assert len(recent) == 100
-    assert np.mean(recent) >= 0.8, f"smoke run reached only {np.mean(recent):.2f}"
+    assert len(recent) == 100 and np.isfinite(recent).all()
+    assert payload["progress"]["env_steps"] >= config.run.total_steps
+    assert payload["learner"]["updates"] > 0
     assert (run_dir / "config.yaml").is_file()
     assert STABLE_SCALARS <= _event_scalar_names(run_dir)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert records and all("step" in r for r in records)
+    losses = [r["loss/total"] for r in records if "loss/total" in r]
+    assert losses and np.isfinite(losses).all()
 
 
 def test_resume_continues_counters_and_optimizer(ray_session, tmp_path):

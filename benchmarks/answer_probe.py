@@ -8,8 +8,12 @@ step 2(n − 1) − t, so the k-th answer looks back 2k steps: the table shows h
 agent's memory reaches. Its runs must unroll whole episodes (``learner.unroll_length`` equal
 to the episode's length), so that every unroll starts at a reset.
 
+For an SDNC core it also gives each read head's mean read mode on the scored steps (backward
+along the temporal links, content, forward; Rae et al. 2016, Supp. F), and ``--picture``
+saves the memory-access picture of one episode (what TensorBoard's ``memory/access`` shows).
+
     python -m benchmarks.answer_probe --run runs/popgym_sam_autoencode [--checkpoint <run>/checkpoints/ckpt-….pt]
-        [--unrolls 4] [--json out.json]
+        [--unrolls 4] [--json out.json] [--picture access.png]
 """
 
 from __future__ import annotations
@@ -35,8 +39,15 @@ def share_right_by_step(rewards: np.ndarray) -> tuple[list[int], list[float]]:
     return steps, [float((rewards[t] > 0).mean()) for t in steps]
 
 
-def play(run: Path, checkpoint: Path | None, *, unrolls: int, seed: int) -> np.ndarray:
-    """Rewards ``[T, unrolls · B]`` of whole episodes played by the checkpoint's agent."""
+def mean_read_modes(modes: np.ndarray, steps: list[int]) -> np.ndarray:
+    """``[H, 3]``: each head's read-mode shares π = (backward, content, forward) averaged over
+    the scored ``steps`` and the episodes of ``modes`` ``[T, B, H, 3]``."""
+    return modes[steps].mean(axis=(0, 1))
+
+
+def play(run: Path, checkpoint: Path | None, *, unrolls: int, seed: int) -> tuple[np.ndarray, list[dict]]:
+    """Rewards ``[T, unrolls · B]`` of whole episodes played by the checkpoint's agent, and each
+    unroll's core telemetry (``[T + 1, B, ...]`` per name; step t's is at index t)."""
     config = load_config(run / "config.yaml")
     spec = build.probe_env(config)
     make_agent = build.agent_factory(config, spec)
@@ -45,15 +56,16 @@ def play(run: Path, checkpoint: Path | None, *, unrolls: int, seed: int) -> np.n
     agent.load_state_dict(load_checkpoint(path)["learner"]["agent"])
     worker = RolloutWorker(0, build.env_factory(config, seed), lambda: agent, config.learner.unroll_length, seed)
     weights = PublishedWeights(0, [agent.state_dict()])
-    rewards = []
+    rewards, telemetry = [], []
     for _ in range(unrolls):
         rollout = wire.decode(worker.unroll(weights))
         if not np.asarray(rollout.firsts)[0].all():
             raise SystemExit(f"{run}: an unroll began mid-episode; set learner.unroll_length "
                              f"({config.learner.unroll_length}) to the episode's length")
         rewards.append(np.asarray(rollout.rewards))
+        telemetry.append(rollout.telemetry)
     print(f"{run.name}, {Path(path).name}: {unrolls} unrolls of {rewards[0].shape[1]} episodes")
-    return np.concatenate(rewards, axis=1)
+    return np.concatenate(rewards, axis=1), telemetry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unrolls", type=int, default=4)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--picture", type=Path, default=None, help="a PNG of episode 0's memory access")
     args = parser.parse_args(argv)
     try:
-        rewards = play(args.run, args.checkpoint, unrolls=args.unrolls, seed=args.seed)
+        rewards, telemetry = play(args.run, args.checkpoint, unrolls=args.unrolls, seed=args.seed)
     except CheckpointError as error:
         raise SystemExit(str(error)) from None
     steps, share = share_right_by_step(rewards)
@@ -74,9 +87,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"answers {first:3d}–{first + len(row) - 1:3d} (steps {steps[first]}–{steps[first + len(row) - 1]}): "
               + " ".join(f"{s:.2f}" for s in row))
     print(f"share right over all {len(steps)} scored steps: {np.mean(share):.3f}")
+    result = {"run": str(args.run), "checkpoint": str(args.checkpoint or "newest"), "steps": steps,
+              "share_right": share}
+    if "read_modes" in telemetry[0]:
+        T = rewards.shape[0]
+        modes = mean_read_modes(np.concatenate([t["read_modes"][:T] for t in telemetry], axis=1), steps)
+        for head, (backward, content, forward) in enumerate(modes):
+            print(f"read head {head} on the scored steps: backward {backward:.2f}, content {content:.2f}, "
+                  f"forward {forward:.2f}")
+        result["read_modes_backward_content_forward"] = modes.tolist()
+    if args.picture and "read_rows" in telemetry[0]:
+        from matplotlib import pyplot as plt
+
+        from engram import memory_picture
+
+        plt.imsave(args.picture, memory_picture.draw(telemetry[0], env=0, title=f"{args.run.name}, episode 0"))
+        print(f"wrote {args.picture}")
     if args.json:
-        args.json.write_text(json.dumps({"run": str(args.run), "checkpoint": str(args.checkpoint or "newest"),
-                                         "steps": steps, "share_right": share}, indent=1))
+        args.json.write_text(json.dumps(result, indent=1))
     return 0
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from benchmarks.answer_probe import share_right_by_step
+from benchmarks.answer_probe import mean_read_modes, share_right_by_step
 
 
 def test_share_right_is_counted_on_the_scored_steps_only():
@@ -17,3 +17,11 @@ def test_share_right_is_counted_on_the_scored_steps_only():
     steps, share = share_right_by_step(rewards)
     assert steps == [2, 3, 4]
     assert share == [0.75, 0.25, 0.0]
+
+
+def test_read_modes_are_averaged_over_the_scored_steps_and_episodes_only():
+    modes = np.zeros((3, 2, 1, 3))
+    modes[0] = [1.0, 0.0, 0.0]  # an unscored step: left out
+    modes[1, 0], modes[1, 1] = [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]
+    modes[2, 0], modes[2, 1] = [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]
+    np.testing.assert_allclose(mean_read_modes(modes, [1, 2]), [[0.0, 0.75, 0.25]])

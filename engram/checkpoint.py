@@ -7,7 +7,8 @@ a crashed write is removed when the folder is next opened. Loading uses
 ``torch.load(weights_only=True)`` (no pickle code runs) and falls back from an unreadable
 newest checkpoint to the previous one with a warning, setting the unreadable file aside
 as ``*.corrupt`` so that rotation never counts it. Rotation never deletes the file it
-has just written.
+has just written, nor, with ``keep_every_steps`` = E, the first checkpoint at or past each
+multiple of E steps (milestones for probing a run after the fact).
 """
 
 from __future__ import annotations
@@ -28,12 +29,18 @@ class CheckpointError(RuntimeError):
 
 
 class Checkpointer:
-    def __init__(self, directory: str | Path, keep: int = 3):
+    def __init__(self, directory: str | Path, keep: int = 3, keep_every_steps: int | None = None):
         self.directory = Path(directory)
         self.keep = keep
+        self.keep_every_steps = keep_every_steps
         for leftover in self.directory.glob(".tmp-*"):
             log.warning("removing %s, left by a checkpoint write that did not finish", leftover)
             leftover.unlink(missing_ok=True)
+
+    @classmethod
+    def for_run(cls, run_dir: str | Path, settings) -> Checkpointer:
+        """The checkpoints of a run folder, rotated as its ``checkpoint`` config section says."""
+        return cls(Path(run_dir) / "checkpoints", keep=settings.keep, keep_every_steps=settings.keep_every_steps)
 
     def paths(self) -> list[Path]:
         """Existing checkpoints, oldest first."""
@@ -53,10 +60,22 @@ class Checkpointer:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        others = [path for path in self.paths() if path != target]
+        milestones = self.milestones()
+        others = [path for path in self.paths() if path != target and path not in milestones]
         for old in others[: max(len(others) - (self.keep - 1), 0)]:
             old.unlink(missing_ok=True)
         return target
+
+    def milestones(self) -> set[Path]:
+        """The first checkpoint at or past each multiple of ``keep_every_steps`` (none when unset)."""
+        if not self.keep_every_steps:
+            return set()
+        first_in_stretch = {}
+        for path in self.paths():  # oldest first
+            stretch = _step_of(path) // self.keep_every_steps
+            if stretch > 0:
+                first_in_stretch.setdefault(stretch, path)
+        return set(first_in_stretch.values())
 
     def load_latest(self) -> tuple[dict, Path]:
         """The newest readable checkpoint; raises :class:`CheckpointError` if there is none."""
@@ -71,6 +90,10 @@ class Checkpointer:
                 log.warning("checkpoint %s is unreadable (%s); set aside as %s, trying the previous one", path, error, aside.name)
                 os.replace(path, aside)
         raise CheckpointError(f"every checkpoint in {self.directory} is unreadable (set aside as *.corrupt)")
+
+
+def _step_of(path: Path) -> int:
+    return int(path.stem.split("-")[1])
 
 
 def _fsync_directory(directory: Path) -> None:

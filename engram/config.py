@@ -601,6 +601,11 @@ class TelemetryConfig(Section):
 class CheckpointConfig(Section):
     interval_s: float = Field(600.0, gt=0, description="Seconds between checkpoints (one more is written at the end).")
     keep: int = Field(3, gt=0, description="Checkpoints kept; older ones are deleted.")
+    keep_every_steps: int | None = Field(
+        None, gt=0, description="Also keep, for good, the first checkpoint at or past each multiple of this many "
+        "steps (agent steps for engram train; the count in a checkpoint's name): milestones to probe or "
+        "evaluate a run at after it ends. Unset: none."
+    )
 
 
 class Config(Section):

@@ -146,7 +146,7 @@ def run_density(config: Config, directory: Path) -> dict:
         result = {"dataset": settings.dataset, "levels": data.levels, "model": settings.model,
                   "conditioning": settings.conditioning, "seed": config.run.seed, **result}
         (directory / RESULT_FILE).write_text(json.dumps(result, indent=1))
-        Checkpointer(directory / "checkpoints", keep=config.checkpoint.keep).save(
+        Checkpointer.for_run(directory, config.checkpoint).save(
             model_payload(config, density.state_dict(), result), settings.updates
         )
         for tag, picture in pictures(config, density, data, config.run.seed).items():

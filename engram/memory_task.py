@@ -64,7 +64,7 @@ def run_memory_task(config: Config, directory: Path) -> dict:
         )
     finally:
         telemetry.close()
-    Checkpointer(directory / "checkpoints", keep=config.checkpoint.keep).save(
+    Checkpointer.for_run(directory, config.checkpoint).save(
         memory_task_payload(config, core.state_dict(), readout.state_dict(), result),
         result.get("updates", settings.updates),
     )

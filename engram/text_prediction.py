@@ -77,7 +77,7 @@ def run_text(config: Config, directory: Path) -> dict:
     result = {"text": corpus.name, "vocabulary_size": corpus.vocabulary_size, "core": config.agent.core,
               "seed": config.run.seed, **result}
     (directory / RESULT_FILE).write_text(json.dumps(result, indent=1))
-    Checkpointer(directory / "checkpoints", keep=config.checkpoint.keep).save(
+    Checkpointer.for_run(directory, config.checkpoint).save(
         model_payload(config, model.state_dict(), result), settings.updates
     )
     return result

@@ -219,7 +219,7 @@ def train(
     if config.run.kind in ONE_PROCESS_KINDS:
         run_on_one_process(config, directory, resume=resume)
         return directory
-    checkpointer = Checkpointer(directory / "checkpoints", keep=config.checkpoint.keep)
+    checkpointer = Checkpointer.for_run(directory, config.checkpoint)
     resumed = None
     if resume:
         resumed = checkpointer.load_latest()

@@ -116,3 +116,25 @@ def test_newest_in_finds_a_run_folders_latest_checkpoint(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match=r"no ckpt-\*.pt in it"):
         newest_in(tmp_path / "empty")
+
+
+def test_the_first_checkpoint_past_each_milestone_survives_rotation(tmp_path):
+    checkpointer = Checkpointer(tmp_path, keep=2, keep_every_steps=100)
+    for step in (40, 90, 130, 160, 190, 210, 250, 280):
+        checkpointer.save({"step": step}, step)
+    kept = [int(p.stem.split("-")[1]) for p in checkpointer.paths()]
+    assert kept == [130, 210, 250, 280]  # the milestones past 100 and 200, then the newest two
+    assert checkpointer.load_latest()[0]["step"] == 280
+    plain = Checkpointer(tmp_path / "plain", keep=2)
+    for step in (40, 130, 210, 280):
+        plain.save({"step": step}, step)
+    assert [int(p.stem.split("-")[1]) for p in plain.paths()] == [210, 280]
+
+
+def test_a_run_folder_rotates_as_its_config_says(tmp_path):
+    from engram.config import load_config
+
+    settings = load_config("configs/smoke.yaml", ["checkpoint.keep=1", "checkpoint.keep_every_steps=50"]).checkpoint
+    checkpointer = Checkpointer.for_run(tmp_path, settings)
+    assert checkpointer.directory == tmp_path / "checkpoints"
+    assert (checkpointer.keep, checkpointer.keep_every_steps) == (1, 50)

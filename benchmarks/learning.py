@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.sweep import spread as seed_spread
+from engram.checkpoint import step_of
 
 RLLIB = "rllib"
 FRAMESKIP_RLLIB = 4
@@ -122,7 +123,7 @@ def engram_overrides(spec: RunSpec, frames_per_step: int) -> list[str]:
 
 
 def _checkpoint_steps(folder: Path) -> int | None:
-    steps = [int(path.stem.split("-")[1]) for path in (folder / "checkpoints").glob("ckpt-*.pt")]
+    steps = [step_of(path) for path in (folder / "checkpoints").glob("ckpt-*.pt")]
     return max(steps) if steps else None
 
 

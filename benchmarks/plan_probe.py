@@ -28,7 +28,7 @@ from actors.rollout import NonFiniteLogitsError, PublishedWeights, RolloutWorker
 from agents.core_names import STRAW_VARIANTS
 from agents.straw_attention import LOG_CLAMP
 from engram import build
-from engram.checkpoint import load_checkpoint
+from engram.checkpoint import load_checkpoint, step_of as checkpoint_step  # plan_probe's name for it
 from engram.config import load_config
 
 PLANNER_LAYERS = ("encoder", "action_attention", "patch_writer", "commitment_attention")
@@ -98,11 +98,6 @@ def policy_summary(rollouts: list) -> dict:
         "episodes": int(returns.size),
         "mean_return": float(returns.mean()) if returns.size else None,
     }
-
-
-def checkpoint_step(path: Path) -> int:
-    """The step in a ``ckpt-<step>.pt`` name."""
-    return int(path.stem.split("-")[1])
 
 
 def main(argv: list[str] | None = None) -> int:

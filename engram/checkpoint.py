@@ -72,7 +72,7 @@ class Checkpointer:
             return set()
         first_in_stretch = {}
         for path in self.paths():  # oldest first
-            stretch = _step_of(path) // self.keep_every_steps
+            stretch = step_of(path) // self.keep_every_steps
             if stretch > 0:
                 first_in_stretch.setdefault(stretch, path)
         return set(first_in_stretch.values())
@@ -92,7 +92,8 @@ class Checkpointer:
         raise CheckpointError(f"every checkpoint in {self.directory} is unreadable (set aside as *.corrupt)")
 
 
-def _step_of(path: Path) -> int:
+def step_of(path: Path) -> int:
+    """The step count in a checkpoint's name, ``ckpt-<steps>.pt``."""
     return int(path.stem.split("-")[1])
 
 

@@ -362,8 +362,12 @@ def sweep_specs(configs: list[str], games: list[str] | None, seeds: list[int], f
     return sorted(specs, key=lambda spec: spec.seed)
 
 
-def run_sweep(specs: list[RunSpec], out: Path, at_frames: list[int], *, train: bool = True,
-              reusable: dict[tuple, Curve] | None = None) -> dict:
+def train_or_read(specs: list[RunSpec], out: Path, *, train: bool = True,
+                  reusable: dict[tuple, Curve] | None = None) -> tuple[list[Curve], list[dict]]:
+    """Each spec's curve, in order: reused from an earlier sweep, else trained (or finished)
+    under ``out`` and read back; and the history of what was done to each, in how long. A run
+    that stops short (diverged, crashed) is reported and counts as far as it got; the sweep
+    goes on (:func:`any_failed` says which)."""
     out.mkdir(parents=True, exist_ok=True)
     history, curves = [], []
     for spec in specs:
@@ -379,15 +383,28 @@ def run_sweep(specs: list[RunSpec], out: Path, at_frames: list[int], *, train: b
                 did, failure = "failed", str(error)
             curve = rllib_curve(spec, out) if spec.label == RLLIB else engram_curve(spec, out)
         curves.append(curve)
-        history.append({"run": f"{spec.label}/{spec.game}/seed{spec.seed}", "did": did,
+        name = "/".join(part for part in (spec.label, spec.game, f"seed{spec.seed}") if part)
+        history.append({"run": name, "did": did,
                         "seconds": time.monotonic() - started, **({"error": failure} if failure else {})})
         print(f"[{len(history)}/{len(specs)}] {history[-1]['run']}: {did} ({history[-1]['seconds']:.0f} s)"
               + (f": {failure}" if failure else ""), flush=True)
-    result = write_report(curves, out, at_frames, runs=history)
+    return curves, history
+
+
+def any_failed(history: list[dict]) -> bool:
+    """Whether a run of the sweep stopped short, saying which (after the table)."""
     failed = [run["run"] for run in history if run["did"] == "failed"]
     if failed:
         print(f"{len(failed)} run(s) stopped short of the budget and count only as far as they got: "
               f"{', '.join(failed)}; rerun the same command to try them again", flush=True)
+    return bool(failed)
+
+
+def run_sweep(specs: list[RunSpec], out: Path, at_frames: list[int], *, train: bool = True,
+              reusable: dict[tuple, Curve] | None = None) -> dict:
+    curves, history = train_or_read(specs, out, train=train, reusable=reusable)
+    result = write_report(curves, out, at_frames, runs=history)
+    any_failed(history)
     return result
 
 

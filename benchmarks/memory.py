@@ -14,7 +14,9 @@ of the budget: (return + 1) / 2, the reward being +1 for the right bit and −1 
 
 Both write ``memory.json``, ``memory.png`` and print the table; runs resume like
 ``engram bench learning`` (one folder per run under ``--out``), and ``--reuse`` reads the runs
-of an earlier ``memory.json`` instead of training them again.
+of an earlier ``memory.json`` instead of training them again. As there, a run that stops short
+does not end the sweep: ``memory.json``'s ``runs`` says ``failed`` with the error, and the
+command exits 1 after the table.
 
     engram bench memory popgym [--envs RepeatPreviousMedium,AutoencodeMedium] [--cores lstm,sam]
         [--steps 1000000] [--seeds 3] [--set KEY=VALUE ...] [--out benchmarks/out/memory_popgym]
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.learning import Curve, RunSpec, engram_curve, reusable_curves, reused_curve, run_engram
+from benchmarks.learning import Curve, RunSpec, any_failed, reusable_curves, train_or_read
 from benchmarks.sweep import spread as seed_spread
 
 POPGYM_CONFIG = "configs/popgym_lstm.yaml"
@@ -165,17 +167,7 @@ def plot(curves: list[Curve], path: Path, title: str) -> None:
 # --- the sweep ------------------------------------------------------------------------
 def run_sweep(suite: str, specs: list[RunSpec], out: Path, *, train: bool, lengths: list[int] = (),
               reusable: dict[tuple, Curve] | None = None) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    curves = []
-    for i, spec in enumerate(specs, 1):
-        curve = reused_curve(spec, reusable or {})
-        if curve is not None:
-            did = "reused"
-        else:
-            did = run_engram(spec, out) if train else "read"
-            curve = engram_curve(spec, out)
-        curves.append(curve)
-        print(f"[{i}/{len(specs)}] {spec.label} seed {spec.seed}: {did}", flush=True)
+    curves, history = train_or_read(specs, out, train=train, reusable=reusable)
     if suite == "popgym":
         rows = popgym_table(curves)
         text = format_popgym(rows)
@@ -186,12 +178,14 @@ def run_sweep(suite: str, specs: list[RunSpec], out: Path, *, train: bool, lengt
         "benchmark": f"memory/{suite}",
         "table": rows,
         "curves": [c.to_json() for c in curves],
+        "runs": history,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
     }
     (out / "memory.json").write_text(json.dumps(result, indent=1))
     plot(curves, out / "memory.png", suite)
     print(text)
     print(f"wrote {out / 'memory.json'} and {out / 'memory.png'}")
+    any_failed(history)
     return result
 
 
@@ -222,13 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     reusable = reusable_curves([Path(path) for path in args.reuse])
     if args.suite == "popgym":
         specs = popgym_specs(_items(args.envs), cores, seeds, args.steps or 1_000_000, args.overrides)
-        run_sweep("popgym", specs, out, train=not args.report_only, reusable=reusable)
+        result = run_sweep("popgym", specs, out, train=not args.report_only, reusable=reusable)
     else:
         lengths = [int(n) for n in _items(args.lengths)]
         specs = memory_len_specs(lengths, cores, seeds, args.steps or 500_000, args.overrides,
                                  args.short_unroll, args.bptt_budget)
-        run_sweep("memory_len", specs, out, train=not args.report_only, lengths=lengths, reusable=reusable)
-    return 0
+        result = run_sweep("memory_len", specs, out, train=not args.report_only, lengths=lengths, reusable=reusable)
+    return 1 if any(run["did"] == "failed" for run in result["runs"]) else 0
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ BENCHMARKS = {
     "learning": "benchmarks.learning",
     "memory": "benchmarks.memory",
     "lag_recall": "benchmarks.lag_recall",
+    "blind_exploration": "benchmarks.blind_exploration",
     "density": "benchmarks.density",
     "text": "benchmarks.text",
     "scale": "benchmarks.scale",

@@ -33,6 +33,12 @@ that ends an episode returns the first observation of the next one; the last obs
 the ended episode is in ``info["final_obs"]`` and its statistics in ``info["final_info"]``
 (``episode_return``, ``episode_length``, ``success``), each with the usual ``_name`` mask.
 
+Openness. ``openness`` (default 0) removes each wall left between two adjacent cells of the
+perfect maze with that probability, adding loops; at 1 the maze is an open room broken only
+by one-pixel posts at the even coordinates, where long straight runs are possible. The
+harder exploration setting of issue 23: a committed macro-action can cross such a room where
+one-step dithering wanders.
+
 Maze pool. Generating a maze costs one vectorised DFS (2n² − 1 numpy iterations), too much
 to run on every reset. Episodes draw their maze at random from a pool of ``pool_size``
 mazes; each time ``pool_size // 4`` episodes have begun, the oldest quarter of the pool is
@@ -115,6 +121,33 @@ def generate_mazes(count: int, size: int, rng: np.random.Generator) -> np.ndarra
     return walls
 
 
+def open_walls(walls: np.ndarray, openness: float, rng: np.random.Generator) -> np.ndarray:
+    """Remove each wall between two adjacent cells with probability ``openness``, in place.
+
+    Those walls sit at one odd and one even coordinate inside the border; the border and the
+    posts at two even coordinates stay, so every maze keeps its cells and stays connected.
+
+    Args:
+        walls: ``[count, size, size]`` bool mazes from :func:`generate_mazes`.
+        openness: probability in [0, 1] of removing each such wall.
+        rng: the random generator.
+
+    Returns:
+        ``walls``, with the chosen walls removed.
+    """
+    if not 0.0 <= openness <= 1.0:
+        raise ValueError(f"openness must be in [0, 1], got {openness}")
+    if openness == 0.0:
+        return walls
+    size = walls.shape[-1]
+    between_cells = np.zeros((size, size), dtype=bool)
+    between_cells[1:-1:2, 2:-1:2] = True  # between horizontal neighbours
+    between_cells[2:-1:2, 1:-1:2] = True  # between vertical neighbours
+    chosen = between_cells & (rng.random(walls.shape) < openness)
+    walls[chosen] = False
+    return walls
+
+
 def _check_size(size: int) -> None:
     if size < 5 or size % 2 == 0:
         raise ValueError(f"maze size must be odd and at least 5, got {size}")
@@ -133,6 +166,8 @@ class MazeVectorEnv(VectorEnv):
         step_cost: subtracted from the reward on every step that does not reach the goal.
         pool_size: number of mazes in the pool (≥ 4); a quarter is replaced every
             ``pool_size // 4`` episodes.
+        openness: probability of removing each wall left between adjacent cells (0: a
+            perfect maze; 1: an open room with posts).
     """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
@@ -148,6 +183,7 @@ class MazeVectorEnv(VectorEnv):
         pixel_scale: int = 1,
         step_cost: float = 0.0,
         pool_size: int = 1024,
+        openness: float = 0.0,
     ):
         _check_size(size)
         if num_envs < 1:
@@ -167,6 +203,7 @@ class MazeVectorEnv(VectorEnv):
         self.pixel_scale = pixel_scale
         self.step_cost = float(step_cost)
         self.pool_size = pool_size
+        self.openness = float(openness)
         self._refresh_chunk = pool_size // 4
 
         side = (size if view_size is None else view_size) * pixel_scale
@@ -237,7 +274,7 @@ class MazeVectorEnv(VectorEnv):
 
     def _seed_everything(self, seed: int | None) -> None:
         self._rng = np.random.default_rng(seed)
-        self._pool = generate_mazes(self.pool_size, self.size, self._rng)
+        self._pool = self._generate(self.pool_size)
         self._next_refresh = 0  # index of the oldest quarter of the pool
         self._episodes_since_refresh = 0
         # Each env keeps its own copy of its maze (padded with walls for the egocentric
@@ -246,9 +283,12 @@ class MazeVectorEnv(VectorEnv):
         side = self.size + 2 * self._pad
         self._walls = np.ones((self.num_envs, side, side), dtype=bool)
 
+    def _generate(self, count: int) -> np.ndarray:
+        return open_walls(generate_mazes(count, self.size, self._rng), self.openness, self._rng)
+
     def _refresh_pool(self) -> None:
         start, stop = self._next_refresh, self._next_refresh + self._refresh_chunk
-        self._pool[start:stop] = generate_mazes(stop - start, self.size, self._rng)
+        self._pool[start:stop] = self._generate(stop - start)
         self._next_refresh = stop % (4 * self._refresh_chunk)
 
     def _begin_episodes(self, which: np.ndarray) -> None:

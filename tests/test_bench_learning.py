@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from bench_fakes import run_failing_seed_zero
 from benchmarks import learning
 from benchmarks.learning import Curve, RunSpec, engram_curve, engram_status, score
 
@@ -202,16 +203,7 @@ def test_reusing_a_file_that_is_not_a_learning_json_names_it(tmp_path):
 
 
 def test_a_run_that_fails_does_not_end_the_sweep_and_the_command_exits_nonzero(tmp_path, monkeypatch):
-    def run(spec, out):
-        if spec.seed == 0:
-            raise RuntimeError(f"seed {spec.seed} diverged")
-        folder = spec.folder(out)
-        folder.mkdir(parents=True)
-        (folder / "config.yaml").write_text("env: {kind: memory_cue}\n")
-        (folder / "metrics.jsonl").write_text(json.dumps({"step": 100, "episode/return_mean100": 0.5}) + "\n")
-        return "trained"
-
-    monkeypatch.setattr(learning, "run_engram", run)
+    monkeypatch.setattr(learning, "run_engram", run_failing_seed_zero("memory_cue"))
     status = learning.main(["--config", "configs/smoke.yaml", "--frames", "100", "--seeds", "2", "--at", "100",
                             "--out", str(tmp_path)])
     stored = json.loads((tmp_path / "learning.json").read_text())

@@ -3,8 +3,9 @@
 import json
 
 import pytest
+from bench_fakes import run_failing_seed_zero
 
-from benchmarks import memory
+from benchmarks import learning, memory
 from benchmarks.learning import Curve, RunSpec
 
 
@@ -91,3 +92,15 @@ def test_reuse_reads_an_earlier_sweeps_runs_with_the_same_settings_and_seed(tmp_
     for specs in (other_settings, longer_budget):
         result = memory.run_sweep("popgym", specs, tmp_path / "other", train=False, reusable=reusable)
         assert result["curves"][0]["returns"] == []
+
+
+def test_a_run_that_fails_does_not_end_the_memory_sweep_and_the_command_exits_nonzero(tmp_path, monkeypatch):
+    monkeypatch.setattr(learning, "run_engram", run_failing_seed_zero("bsuite_memory"))
+    status = memory.main(["memory_len", "--lengths", "10", "--cores", "lstm", "--seeds", "2", "--steps", "100",
+                          "--out", str(tmp_path)])
+    stored = json.loads((tmp_path / "memory.json").read_text())
+    assert [run["did"] for run in stored["runs"]] == ["failed", "trained"]
+    assert stored["runs"][0] == {**stored["runs"][0], "run": "N10/lstm/whole-episode/seed0", "error": "seed 0 diverged"}
+    (row,) = stored["table"]
+    assert row["solved"]["10"]["values"] == [0.75]
+    assert status == 1

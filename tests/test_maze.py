@@ -9,7 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
-from envs.maze import AGENT, GOAL, MOVES, WALL, MazeEnv, MazeVectorEnv, generate_mazes
+from envs.maze import AGENT, GOAL, MOVES, WALL, MazeEnv, MazeVectorEnv, generate_mazes, open_walls
 
 
 def shortest_path(walls, start, goal):
@@ -63,6 +63,37 @@ def test_generated_mazes_are_perfect(size):
     assert distinct == 4 if size == 5 else distinct > 30  # a 2×2-cell grid has 4 spanning trees
 
 
+@pytest.mark.parametrize("size", [7, 11])
+def test_opening_walls_adds_loops_and_keeps_border_posts_and_connection(size):
+    perfect = generate_mazes(20, size, np.random.default_rng(1))
+    cells = ((size - 1) // 2) ** 2
+    posts = ((size - 3) // 2) ** 2
+    room = open_walls(perfect.copy(), 1.0, np.random.default_rng(2))
+    # Fully open: every interior pixel is free except the posts at two even coordinates.
+    assert (room.sum(axis=(1, 2)) == size * size - (size - 2) ** 2 + posts).all()
+    assert room[:, 2:-1:2, 2:-1:2].all()
+    half = open_walls(perfect.copy(), 0.5, np.random.default_rng(2))
+    for before, after in zip(perfect, half):
+        assert after[0].all() and after[-1].all() and after[:, 0].all() and after[:, -1].all()
+        assert not (after & ~before).any()  # walls are only removed
+        free = list(zip(*np.nonzero(~after)))
+        assert len(reachable(after, free[0])) == len(free)
+    loops = (~half).sum(axis=(1, 2)) - (2 * cells - 1)  # passages beyond a spanning tree
+    assert loops.min() >= 0 and loops.mean() > 0.25 * (cells - 1)
+    assert np.array_equal(open_walls(perfect.copy(), 0.0, np.random.default_rng(2)), perfect)
+
+
+def test_open_maze_env_is_an_open_room_and_the_default_is_unchanged():
+    room = MazeVectorEnv(2, size=9, seed=0, pool_size=8, openness=1.0)
+    room.reset(seed=0)
+    assert room.walls(0).sum() == 9 * 9 - 7 * 7 + 9
+    perfect, default = MazeVectorEnv(2, seed=4, pool_size=8, openness=0.0), MazeVectorEnv(2, seed=4, pool_size=8)
+    perfect.reset(seed=4), default.reset(seed=4)
+    assert np.array_equal(perfect.walls(1), default.walls(1))
+    with pytest.raises(ValueError, match="openness"):
+        MazeVectorEnv(2, openness=1.5)
+
+
 def test_bad_sizes_are_rejected():
     with pytest.raises(ValueError, match="odd"):
         MazeVectorEnv(2, size=10)
@@ -75,7 +106,8 @@ def test_bad_sizes_are_rejected():
 
 @pytest.mark.filterwarnings("ignore:.*not having a spec")
 @pytest.mark.parametrize(
-    "kwargs", [{}, {"view_size": 5}, {"pixel_scale": 3, "size": 7}, {"step_cost": 0.01, "max_steps": 20}]
+    "kwargs",
+    [{}, {"view_size": 5}, {"pixel_scale": 3, "size": 7}, {"step_cost": 0.01, "max_steps": 20}, {"openness": 0.5}],
 )
 def test_single_env_passes_gymnasium_checker(kwargs):
     env = MazeEnv(pool_size=16, **kwargs)

@@ -114,16 +114,19 @@ def memory_len_table(curves: list[Curve]) -> list[dict]:
     for label in sorted({c.spec.label for c in curves}):
         length, core, unroll = label.split("/")
         group = [c for c in curves if c.spec.label == label]
-        settings = _unroll_settings(group[0].spec.overrides)
-        row = rows.setdefault((core, unroll), {"core": core, "unroll": unroll, "settings": settings, "solved": {}})
+        row = rows.setdefault((core, unroll), {"core": core, "unroll": unroll, "settings": {}, "solved": {}})
         row["solved"][length[1:]] = spread([solved_share(c) for c in group])
+        row["settings"][length[1:]] = unroll_settings(group[0].spec)
     return list(rows.values())
 
 
-def _unroll_settings(overrides: tuple[str, ...]) -> str:
-    keys = ("learner.unroll_length", "learner.bptt.mode", "learner.bptt.memory_budget")
-    found = dict(item.split("=", 1) for item in overrides if item.split("=", 1)[0] in keys)
-    return ", ".join(f"{k.split('.')[-1]}={found[k]}" for k in keys if k in found) or "config default"
+def unroll_settings(spec: RunSpec) -> str:
+    """The unroll and the BPTT a run trained with, read from its resolved config."""
+    from engram.config import load_config
+
+    learner = load_config(spec.config or MEMORY_LEN_CONFIG, list(spec.overrides)).learner
+    budget = f" within {learner.bptt.memory_budget}" if learner.bptt.mode != "full" else ""
+    return f"unroll {learner.unroll_length}, {learner.bptt.mode} BPTT{budget}"
 
 
 def format_memory_len(rows: list[dict], lengths: list[int]) -> str:
@@ -134,6 +137,9 @@ def format_memory_len(rows: list[dict], lengths: list[int]) -> str:
                      + " ".join(_cell(row["solved"].get(str(n))) for n in lengths))
     lines.append("share of episodes solved at the end of the budget, (return + 1) / 2 over the last 100; "
                  "mean ± sample std over seeds (n)")
+    for unroll in sorted({row["unroll"] for row in rows}):
+        settings = {n: text for row in rows if row["unroll"] == unroll for n, text in row["settings"].items()}
+        lines.append(f"{unroll}: " + "; ".join(f"N={n}: {settings[str(n)]}" for n in lengths if str(n) in settings))
     return "\n".join(lines)
 
 

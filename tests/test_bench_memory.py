@@ -36,7 +36,15 @@ def test_memory_len_scores_the_share_solved_at_the_end_of_the_run():
     assert rows["whole-episode"]["solved"]["10"]["values"] == [0.75]
     assert rows["whole-episode"]["solved"]["30"]["values"] == [1.0]
     assert rows["unroll20"]["solved"]["10"]["values"] == [pytest.approx(0.4)]
-    assert rows["whole-episode"]["settings"] == "unroll_length=11"
+    # the unroll and BPTT each run trained with, from its resolved config, per N
+    assert rows["whole-episode"]["settings"]["10"] == "unroll 11, full BPTT"
+    curves[2].spec = RunSpec("N30/lstm/whole-episode", None, 0, 200, config=memory.MEMORY_LEN_CONFIG,
+                             overrides=("learner.unroll_length=31", "learner.bptt.mode=msm",
+                                        "learner.bptt.memory_budget=8MiB"))
+    rows = {row["unroll"]: row for row in memory.memory_len_table(curves)}
+    assert rows["whole-episode"]["settings"]["30"] == "unroll 31, msm BPTT within 8MiB"
+    assert "whole-episode: N=10: unroll 11, full BPTT; N=30: unroll 31, msm BPTT within 8MiB" in \
+        memory.format_memory_len(list(rows.values()), [10, 30])
 
 
 def test_memory_len_runs_pair_a_whole_episode_unroll_with_a_short_one():

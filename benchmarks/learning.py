@@ -228,8 +228,13 @@ def _run_logged(command: list[str], log_path: Path) -> None:
 
 # --- runs measured in an earlier sweep -------------------------------------------------
 def _identity(spec: RunSpec) -> tuple:
-    """What makes two runs the same run (the budget aside)."""
-    return spec.label, spec.game, spec.seed, spec.config, tuple(spec.overrides)
+    """What makes two runs the same run (the budget aside). The overrides count as the
+    settings they leave (the last of a key wins, as in ``engram train``), so their order on
+    the command line does not matter, unless one key sets a section that holds another."""
+    settings = dict(item.partition("=")[::2] for item in spec.overrides)
+    nested = any(inner.startswith(outer + ".") for outer in settings for inner in settings)
+    overrides = tuple(spec.overrides) if nested else tuple(sorted(settings.items()))
+    return spec.label, spec.game, spec.seed, spec.config, overrides
 
 
 def reusable_curves(paths: list[Path]) -> dict[tuple, Curve]:

@@ -195,6 +195,21 @@ def test_runs_of_an_earlier_sweep_are_reused_only_when_they_are_the_same_run_and
     assert learning.reused_curve(spec(frames=150), reusable).frames == [100, 200]
 
 
+def test_reuse_matches_the_settings_the_overrides_leave_not_their_order():
+    def spec(*overrides):
+        return RunSpec("smoke", None, 0, 300, config="configs/smoke.yaml", overrides=overrides)
+
+    reusable = {learning._identity(spec("a.x=1", "b.y=2")): Curve(spec("a.x=1", "b.y=2"), [300], [0.5])}
+    assert learning.reused_curve(spec("b.y=2", "a.x=1"), reusable).returns == [0.5]
+    assert learning.reused_curve(spec("a.x=3", "b.y=2", "a.x=1"), reusable).returns == [0.5]  # the last a.x wins
+    assert learning.reused_curve(spec("a.x=1", "b.y=2", "a.x=3"), reusable) is None
+    # A section set whole and one of its keys set alone leave different settings in each order.
+    whole_then_key = spec("a={x: 1}", "a.x=2")
+    reusable = {learning._identity(whole_then_key): Curve(whole_then_key, [300], [0.5])}
+    assert learning.reused_curve(spec("a={x: 1}", "a.x=2"), reusable) is not None
+    assert learning.reused_curve(spec("a.x=2", "a={x: 1}"), reusable) is None
+
+
 def test_reusing_a_file_that_is_not_a_learning_json_names_it(tmp_path):
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({"table": []}))

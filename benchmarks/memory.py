@@ -21,7 +21,7 @@ command exits 1 after the table.
     engram bench memory popgym [--envs RepeatPreviousMedium,AutoencodeMedium] [--cores lstm,sam]
         [--steps 1000000] [--seeds 3] [--set KEY=VALUE ...] [--out benchmarks/out/memory_popgym]
     engram bench memory memory_len [--lengths 10,30,100] [--cores lstm,sam] [--steps 500000]
-        [--seeds 3] [--short-unroll 20] [--bptt-budget 64MiB] [--out benchmarks/out/memory_len]
+        [--seeds 3] [--short-unroll 20] [--bptt-budget 64MiB[,N:SIZE ...]] [--out benchmarks/out/memory_len]
 """
 
 from __future__ import annotations
@@ -92,14 +92,16 @@ def format_popgym(rows: list[dict]) -> str:
 # --- memory_len -----------------------------------------------------------------------
 def memory_len_specs(lengths: list[int], cores: list[str], seeds: list[int], steps: int, overrides: list[str],
                      short_unroll: int, bptt_budget: str | None) -> list[RunSpec]:
+    budgets = budgets_by_length(bptt_budget)
     specs = []
     for seed in seeds:
         for length in lengths:
             for core in cores:
                 base = (*overrides, f"env.bsuite_memory.memory_length={length}", f"agent.core={core}")
                 long_unroll = [f"learner.unroll_length={length + 1}"]
-                if bptt_budget:
-                    long_unroll += ["learner.bptt.mode=msm", f"learner.bptt.memory_budget={bptt_budget}"]
+                budget = budgets.get(length, budgets.get(None))
+                if budget:
+                    long_unroll += ["learner.bptt.mode=msm", f"learner.bptt.memory_budget={budget}"]
                 specs.append(RunSpec(f"N{length}/{core}/whole-episode", None, seed, steps, config=MEMORY_LEN_CONFIG,
                                      overrides=(*base, *long_unroll)))
                 if short_unroll < length + 1:
@@ -107,6 +109,21 @@ def memory_len_specs(lengths: list[int], cores: list[str], seeds: list[int], ste
                                          config=MEMORY_LEN_CONFIG,
                                          overrides=(*base, f"learner.unroll_length={short_unroll}")))
     return specs
+
+
+def budgets_by_length(text: str | None) -> dict[int | None, str]:
+    """``--bptt-budget``'s value by memory length: ``64MiB`` for every N, or with exceptions,
+    ``64MiB,300:256MiB,1000:512MiB``. The state a whole-episode unroll must journal grows
+    with N, so one budget rarely fits every N (``engram plan`` prints a config's minimum)."""
+    budgets: dict[int | None, str] = {}
+    for item in _items(text or ""):
+        length, _, budget = item.rpartition(":")
+        try:
+            budgets[int(length) if length else None] = budget
+        except ValueError:
+            raise SystemExit(f"--bptt-budget: {item!r} is neither a size such as 64MiB nor N:size such as "
+                             "1000:512MiB") from None
+    return budgets
 
 
 def memory_len_table(curves: list[Curve]) -> list[dict]:
@@ -209,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="agent steps per run (default 1M for popgym, 500k for memory_len)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--short-unroll", type=int, default=20, help="memory_len: the short unroll compared")
-    parser.add_argument("--bptt-budget", default=None, help="memory_len: msm budget of the whole-episode unroll")
+    parser.add_argument("--bptt-budget", default=None,
+                        help="memory_len: msm budget of the whole-episode unroll, for every N (64MiB) or with "
+                             "exceptions by N (64MiB,1000:512MiB)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", default=None, help="the sweep's folder (default benchmarks/out/memory_<suite>)")
     parser.add_argument("--report-only", action="store_true", help="read the runs already in --out; train nothing")

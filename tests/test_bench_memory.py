@@ -112,3 +112,16 @@ def test_a_run_that_fails_does_not_end_the_memory_sweep_and_the_command_exits_no
     (row,) = stored["table"]
     assert row["solved"]["10"]["values"] == [0.75]
     assert status == 1
+
+
+def test_the_bptt_budget_can_differ_by_memory_length():
+    specs = memory.memory_len_specs([10, 100, 1000], ["sam"], [0], 1000, [], short_unroll=20,
+                                    bptt_budget="8MiB,1000:512MiB")
+    budgets = {s.label: [o for o in s.overrides if "memory_budget" in o] for s in specs}
+    assert budgets["N10/sam/whole-episode"] == budgets["N100/sam/whole-episode"] == ["learner.bptt.memory_budget=8MiB"]
+    assert budgets["N1000/sam/whole-episode"] == ["learner.bptt.memory_budget=512MiB"]
+    assert budgets["N1000/sam/unroll20"] == []
+    only_long = memory.memory_len_specs([10, 1000], ["sam"], [0], 1000, [], 20, bptt_budget="1000:512MiB")
+    assert [o for s in only_long if s.label == "N10/sam/whole-episode" for o in s.overrides if "bptt" in o] == []
+    with pytest.raises(SystemExit, match="lots:64MiB"):
+        memory.budgets_by_length("lots:64MiB")

@@ -134,7 +134,7 @@ def memory_len_table(curves: list[Curve]) -> list[dict]:
         row = rows.setdefault((core, unroll), {"core": core, "unroll": unroll, "settings": {}, "solved": {}})
         row["solved"][length[1:]] = spread([solved_share(c) for c in group])
         row["settings"][length[1:]] = unroll_settings(group[0].spec)
-    return list(rows.values())
+    return sorted(rows.values(), key=lambda row: (row["core"], row["unroll"] != "whole-episode"))
 
 
 def unroll_settings(spec: RunSpec) -> str:
@@ -167,21 +167,25 @@ def plot(curves: list[Curve], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    panels = sorted({c.spec.label.rsplit("/", 2)[0] if title == "memory_len" else c.spec.label.split("/")[0]
-                     for c in curves})
+    panels = sorted({c.spec.label.split("/")[0] for c in curves}, key=_panel_order)
     figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    cores = sorted({c.spec.label.split("/")[1] for c in curves})
+    colour_of = {core: colours[i % len(colours)] for i, core in enumerate(cores)}
     for axis, panel in zip(axes[0], panels):
-        labels = sorted({c.spec.label for c in curves if c.spec.label.startswith(panel + "/")})
-        for colour, label in zip(colours, labels):
+        labels = sorted({c.spec.label for c in curves if c.spec.label.split("/")[0] == panel})
+        for label in labels:
+            _, core, *unroll = label.split("/")
+            style = "--" if unroll and unroll[0] != "whole-episode" else "-"  # memory_len's short unroll
             for i, c in enumerate(c for c in curves if c.spec.label == label and c.frames):
-                axis.plot(np.array(c.frames) / 1e6, c.returns, color=colour, alpha=0.8, linewidth=1,
-                          label=label[len(panel) + 1:] if i == 0 else None)
-        axis.set_title(panel)
+                axis.plot(np.array(c.frames) / 1e6, c.returns, color=colour_of[core], linestyle=style, alpha=0.8,
+                          linewidth=1, label=label[len(panel) + 1:] if i == 0 else None)
+        axis.set_title(f"memory_len, N = {panel[1:]}" if title == "memory_len" else panel)
         axis.set_xlabel("agent steps (millions)")
         axis.set_ylabel("mean episode return, last 100")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8, loc="lower right")
+        if axis.get_legend_handles_labels()[1]:
+            axis.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -210,6 +214,11 @@ def run_sweep(suite: str, specs: list[RunSpec], out: Path, *, train: bool, lengt
     print(f"wrote {out / 'memory.json'} and {out / 'memory.png'}")
     any_failed(history)
     return result
+
+
+def _panel_order(panel: str) -> tuple:
+    """memory_len's panels (N10, N30, …) by N; POPGym's by name."""
+    return (0, int(panel[1:]), "") if panel[0] == "N" and panel[1:].isdigit() else (1, 0, panel)
 
 
 def _items(text: str) -> list[str]:

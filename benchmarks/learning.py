@@ -372,7 +372,7 @@ def train_or_read(specs: list[RunSpec], out: Path, *, train: bool = True,
     """Each spec's curve, in order: reused from an earlier sweep, else trained (or finished)
     under ``out`` and read back; and the history of what was done to each, in how long. A run
     that stops short (diverged, crashed) is reported and counts as far as it got; the sweep
-    goes on (:func:`any_failed` says which)."""
+    goes on (:func:`say_failures` names them)."""
     out.mkdir(parents=True, exist_ok=True)
     history, curves = [], []
     for spec in specs:
@@ -396,20 +396,24 @@ def train_or_read(specs: list[RunSpec], out: Path, *, train: bool = True,
     return curves, history
 
 
-def any_failed(history: list[dict]) -> bool:
-    """Whether a run of the sweep stopped short, saying which (after the table)."""
-    failed = [run["run"] for run in history if run["did"] == "failed"]
+def failed_runs(history: list[dict]) -> list[str]:
+    """The runs of a sweep's history that stopped short of their budget."""
+    return [run["run"] for run in history if run["did"] == "failed"]
+
+
+def say_failures(history: list[dict]) -> None:
+    """Name the runs that stopped short, if any (printed after the table)."""
+    failed = failed_runs(history)
     if failed:
         print(f"{len(failed)} run(s) stopped short of the budget and count only as far as they got: "
               f"{', '.join(failed)}; rerun the same command to try them again", flush=True)
-    return bool(failed)
 
 
 def run_sweep(specs: list[RunSpec], out: Path, at_frames: list[int], *, train: bool = True,
               reusable: dict[tuple, Curve] | None = None) -> dict:
     curves, history = train_or_read(specs, out, train=train, reusable=reusable)
     result = write_report(curves, out, at_frames, runs=history)
-    any_failed(history)
+    say_failures(history)
     return result
 
 
@@ -508,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = sweep_specs(configs, games, list(range(args.seeds)), args.frames, args.overrides, args.against == RLLIB)
     result = run_sweep(specs, Path(args.out), at_frames, train=not args.report_only,
                        reusable=reusable_curves([Path(path) for path in args.reuse]))
-    return 1 if any(run["did"] == "failed" for run in result["runs"]) else 0
+    return 1 if failed_runs(result["runs"]) else 0
 
 
 if __name__ == "__main__":

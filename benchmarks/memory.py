@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.learning import Curve, RunSpec, any_failed, reusable_curves, train_or_read
+from benchmarks.learning import Curve, RunSpec, failed_runs, reusable_curves, say_failures, train_or_read
 from benchmarks.sweep import spread as seed_spread
 
 POPGYM_CONFIG = "configs/popgym_lstm.yaml"
@@ -212,7 +212,7 @@ def run_sweep(suite: str, specs: list[RunSpec], out: Path, *, train: bool, lengt
     plot(curves, out / "memory.png", suite)
     print(text)
     print(f"wrote {out / 'memory.json'} and {out / 'memory.png'}")
-    any_failed(history)
+    say_failures(history)
     return result
 
 
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         specs = memory_len_specs(lengths, cores, seeds, args.steps or 500_000, args.overrides,
                                  args.short_unroll, args.bptt_budget)
         result = run_sweep("memory_len", specs, out, train=not args.report_only, lengths=lengths, reusable=reusable)
-    return 1 if any(run["did"] == "failed" for run in result["runs"]) else 0
+    return 1 if failed_runs(result["runs"]) else 0
 
 
 if __name__ == "__main__":
